@@ -1,0 +1,169 @@
+"""The ``optlab`` command: list the optimizer registry and reproduce experiments.
+
+    optlab list [--source optlab|optax|optax.contrib]
+    optlab info NAME
+    optlab schedules
+    optlab reproduce [STUDY ...] [--quick | --full] [--seeds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def experiments_dir() -> Path:
+  """Where the studies live: $OPTLAB_EXPERIMENTS, ./experiments, or the source checkout's."""
+  override = os.environ.get("OPTLAB_EXPERIMENTS")
+  if override:
+    return Path(override)
+  local = Path.cwd() / "experiments"
+  if local.is_dir():
+    return local
+  return Path(__file__).resolve().parents[1] / "experiments"
+
+
+def study_names() -> list[str]:
+  root = experiments_dir()
+  if not root.is_dir():
+    return []
+  return sorted(p.name for p in root.iterdir() if (p / "run.py").is_file())
+
+
+def _load_study(name: str):
+  path = experiments_dir() / name / "run.py"
+  spec = importlib.util.spec_from_file_location(f"optlab_study_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _format_space(space) -> str:
+  parts = []
+  for arg, dim in space.items():
+    kind = type(dim).__name__
+    if hasattr(dim, "values"):
+      parts.append(f"{arg}∈{list(dim.values)}")
+    else:
+      parts.append(f"{arg}~{kind}({dim.low:g}, {dim.high:g})")
+  return ", ".join(parts)
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+  from optlab import optim
+
+  names = optim.names(args.source)
+  width = max(len(n) for n in names) + 2
+  print(f"{'name':<{width}}{'source':<15}{'tuned':<28}summary")
+  for name in names:
+    entry = optim.info(name)
+    tuned = ",".join(entry.tuned) or "-"
+    summary = entry.summary if len(entry.summary) < 70 else entry.summary[:67] + "..."
+    print(f"{name:<{width}}{entry.source:<15}{tuned:<28}{summary}")
+  print(f"\n{len(names)} optimizers. `optlab info NAME` shows defaults, search space and paper.")
+  return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+  from optlab import optim
+
+  try:
+    entry = optim.info(args.name)
+  except ValueError as error:
+    print(f"optlab: {error}", file=sys.stderr)
+    return 2
+  print(f"{entry.name}  ({entry.source})")
+  print(f"  {entry.summary}")
+  print(f"  paper: {entry.paper}")
+  print("  defaults:")
+  for arg, value in entry.defaults.items():
+    print(f"    {arg} = {value!r}")
+  print(f"  search space: {_format_space(entry.search_space) or '-'}")
+  print(f"  tuned by default: {', '.join(entry.tuned) or '-'}")
+  if entry.extra_args:
+    print(f"  update needs: {', '.join(entry.extra_args)}")
+  return 0
+
+
+def _cmd_schedules(args: argparse.Namespace) -> int:
+  del args
+  from optlab.optim import schedules
+
+  for name in schedules.schedule_names():
+    print(name)
+  return 0
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+  available = study_names()
+  if not available:
+    print(f"optlab: no studies found under {experiments_dir()}; run from the optlab checkout "
+          "or set OPTLAB_EXPERIMENTS", file=sys.stderr)
+    return 2
+  requested = args.studies or available
+  for name in requested:
+    if name not in available:
+      close = difflib.get_close_matches(name, available, n=3)
+      hint = f" Did you mean: {', '.join(close)}?" if close else ""
+      print(f"optlab: unknown study {name!r}.{hint} Available: {', '.join(available)}",
+            file=sys.stderr)
+      return 2
+  forwarded = ["--full" if args.full else "--quick"]
+  if args.seeds is not None:
+    forwarded += ["--seeds", str(args.seeds)]
+  for name in requested:
+    print(f"== {name} ({'full' if args.full else 'quick'}) ==", flush=True)
+    status = _load_study(name).main(forwarded)
+    if status:
+      return int(status)
+  return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(
+      prog="optlab",
+      description="optlab: a JAX research toolkit for optimizing models.",
+  )
+  commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+  listing = commands.add_parser("list", help="list the optimizer registry")
+  listing.add_argument("--source", choices=["optlab", "optax", "optax.contrib"],
+                       help="only the optimizers of one source")
+  listing.set_defaults(run=_cmd_list)
+
+  info = commands.add_parser("info", help="defaults, search space and paper of one optimizer")
+  info.add_argument("name")
+  info.set_defaults(run=_cmd_info)
+
+  sched = commands.add_parser("schedules", help="list the learning-rate schedules by name")
+  sched.set_defaults(run=_cmd_schedules)
+
+  reproduce = commands.add_parser(
+      "reproduce", help="run experiments and draw their figures into paper_figures/"
+  )
+  reproduce.add_argument("studies", nargs="*", metavar="STUDY",
+                         help="studies to run (default: all); see experiments/")
+  mode = reproduce.add_mutually_exclusive_group()
+  mode.add_argument("--quick", action="store_true", help="the quick version (default)")
+  mode.add_argument("--full", action="store_true", help="the paper-scale version")
+  reproduce.add_argument("--seeds", type=int, default=None, help="number of seeds")
+  reproduce.set_defaults(run=_cmd_reproduce)
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  args = build_parser().parse_args(argv)
+  try:
+    return args.run(args)
+  except BrokenPipeError:  # `optlab list | head`
+    sys.stderr.close()
+    return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,199 @@
+"""Registry-driven conformance: every optlab optimizer passes the same checks.
+
+Each optimizer registered by optlab (``optim.names("optlab")``) must converge on
+a quadratic, give the same result eagerly and under `jit`, keep the dtype of
+float32 and bfloat16 parameters, not recompile on its second step, work when its
+hyperparameters are injected and `vmap`-ped over a batch of learning rates, and
+keep the tree structure of its state across an update.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from optlab import optim
+
+OPTLAB_OPTIMIZERS = optim.names("optlab")
+
+# Hyperparameters under which each optimizer converges on the test quadratic in
+# STEPS steps (curvatures 1..10); everything else is the registry default.
+CONFORMANCE_HYPERPARAMS = {
+    "gd": {"learning_rate": 0.15},
+    "sgd": {"learning_rate": 0.15},
+    "heavy_ball": {"learning_rate": 0.1, "momentum": 0.5},
+    "nesterov": {"learning_rate": 0.1, "momentum": 0.5},
+    "adagrad": {"learning_rate": 0.5},
+    "rmsprop": {"learning_rate": 0.01},
+    "rmsprop_centered": {"learning_rate": 0.01},
+    "adadelta": {"learning_rate": 1.0, "eps": 1e-2},  # ε sets the first step size
+    "adam": {"learning_rate": 0.05},
+    "adamw": {"learning_rate": 0.05, "weight_decay": 0.0},
+    "amsgrad": {"learning_rate": 0.05},
+    "adamax": {"learning_rate": 0.05},
+    "nadam": {"learning_rate": 0.05},
+    "radam": {"learning_rate": 0.05},
+}
+STEPS = 300
+CURVATURES = jnp.linspace(1.0, 10.0, 6)
+
+
+def loss(params):
+  """½ Σ c_i (w_i − 1)² + ½ Σ b_j²: a tree-shaped quadratic minimized at w = 1, b = 0."""
+  w, b = params["w"], params["b"]
+  return 0.5 * jnp.sum(CURVATURES * (w - 1.0) ** 2) + 0.5 * jnp.sum(b**2)
+
+
+def initial_params(dtype=jnp.float32):
+  return {"w": jnp.zeros(6, dtype), "b": jnp.full((2, 3), 2.0, dtype)}
+
+
+def hyperparams(name):
+  return CONFORMANCE_HYPERPARAMS[name]
+
+
+def make_step(tx):
+  def step(params, state):
+    grads = jax.grad(loss)(params)
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return step
+
+
+def run(tx, steps, *, jit=True, params=None):
+  params = initial_params() if params is None else params
+  state = tx.init(params)
+  step = make_step(tx)
+  if jit:
+    step = jax.jit(step)
+  for _ in range(steps):
+    params, state = step(params, state)
+  return params, state
+
+
+def test_every_optlab_optimizer_has_conformance_settings():
+  assert set(CONFORMANCE_HYPERPARAMS) == set(OPTLAB_OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_converges_on_a_quadratic(name):
+  tx = optim.get(name, **hyperparams(name))
+  initial_loss = float(loss(initial_params()))
+
+  def body(carry, _):
+    return make_step(tx)(*carry), None
+
+  params = initial_params()
+  (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=STEPS)
+  assert float(loss(params)) < 1e-3 * initial_loss, name
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_jit_and_eager_agree(name):
+  tx = optim.get(name, **hyperparams(name))
+  eager, _ = run(tx, 10, jit=False)
+  compiled, _ = run(tx, 10, jit=True)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, compiled)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
+@pytest.mark.parametrize("inject", [False, True], ids=["plain", "injected"])
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_keeps_parameter_dtype(name, dtype, inject):
+  tx = optim.get(name, inject=inject, **hyperparams(name))
+  params = initial_params(dtype)
+  state = tx.init(params)
+  initial_state_dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
+  step = jax.jit(make_step(tx))
+  for _ in range(3):
+    params, state = step(params, state)
+  for leaf in jax.tree.leaves(params):
+    assert leaf.dtype == dtype
+    assert bool(jnp.all(jnp.isfinite(leaf.astype(jnp.float32))))
+  assert jax.tree.map(lambda x: jnp.asarray(x).dtype, state) == initial_state_dtypes
+  updates, _ = tx.update(jax.grad(loss)(params), state, params)
+  assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_second_step_does_not_recompile(name):
+  tx = optim.get(name, **hyperparams(name))
+  traces = []
+
+  def step(params, state):
+    traces.append(1)  # runs only while tracing
+    return make_step(tx)(params, state)
+
+  step = jax.jit(step)
+  params = initial_params()
+  state = tx.init(params)
+  for _ in range(3):
+    params, state = step(params, state)
+  assert len(traces) == 1
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_state_keeps_its_tree_structure(name):
+  tx = optim.get(name, **hyperparams(name))
+  params = initial_params()
+  state = tx.init(params)
+  _, new_state = make_step(tx)(params, state)
+  assert jax.tree.structure(new_state) == jax.tree.structure(state)
+  jax.tree.map(lambda a, b: np.testing.assert_equal(np.shape(a), np.shape(b)), state, new_state)
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_vmap_over_injected_learning_rates(name):
+  base = hyperparams(name)
+  rates = jnp.array([0.5, 1.0, 2.0]) * base["learning_rate"]
+  tx = optim.get(name, inject=True, **base)
+  steps = 8
+
+  def train(learning_rate):
+    params = initial_params()
+    state = tx.init(params)
+    state.hyperparams["learning_rate"] = learning_rate
+
+    def body(carry, _):
+      return make_step(tx)(*carry), None
+
+    (params, _), _ = jax.lax.scan(body, (params, state), None, length=steps)
+    return params
+
+  batched = jax.jit(jax.vmap(train))(rates)
+  for i, rate in enumerate(rates):
+    expected, _ = run(optim.get(name, **{**base, "learning_rate": float(rate)}), steps)
+    jax.tree.map(
+        lambda b, e, i=i: np.testing.assert_allclose(b[i], e, rtol=2e-4, atol=1e-5),
+        batched,
+        expected,
+    )
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_injected_hyperparameters_can_change_between_steps(name):
+  tx = optim.get(name, inject=True, **hyperparams(name))
+  params = initial_params()
+  state = tx.init(params)
+  state.hyperparams["learning_rate"] = jnp.asarray(0.0, jnp.float32)
+  new_params, _ = jax.jit(make_step(tx))(params, state)
+  jax.tree.map(np.testing.assert_array_equal, new_params, params)
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_composes_with_optax_chain(name):
+  tx = optax.chain(optax.clip_by_global_norm(1.0), optim.get(name, **hyperparams(name)))
+  params, _ = run(tx, 5)
+  assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_mismatched_trees_raise_a_clear_error(name):
+  tx = optim.get(name, **hyperparams(name))
+  params = initial_params()
+  state = tx.init(params)
+  wrong = {"w": jnp.zeros(6)}
+  with pytest.raises(ValueError, match="tree structure"):
+    tx.update(wrong, state, params)
