@@ -7,6 +7,7 @@ it differs, and each docstring says which is which.
 """
 
 from optlab.optim import catalog as _catalog  # noqa: F401  (fills the registry)
+from optlab.optim import schedules
 from optlab.optim._common import ScaleByLearningRateState, scale_by_learning_rate
 from optlab.optim.adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
 from optlab.optim.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad
@@ -25,6 +26,13 @@ from optlab.optim.nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optlab.optim.radam import ScaleByRadamState, radam, scale_by_radam
 from optlab.optim.registry import OptimizerInfo, get, info, names, register
 from optlab.optim.rmsprop import ScaleByRmspropState, rmsprop, scale_by_rmsprop
+from optlab.optim.schedules import (
+    cyclical_schedule,
+    get_schedule,
+    inverse_sqrt_schedule,
+    schedule_names,
+    warmup_stable_decay_schedule,
+)
 from optlab.optim.space import Choice, IntUniform, LogUniform, Uniform
 
 __all__ = [
@@ -51,10 +59,13 @@ __all__ = [
     "add_decoupled_weight_decay",
     "add_weight_decay",
     "amsgrad",
+    "cyclical_schedule",
     "gd",
     "get",
+    "get_schedule",
     "heavy_ball",
     "info",
+    "inverse_sqrt_schedule",
     "nadam",
     "names",
     "nesterov",
@@ -71,5 +82,8 @@ __all__ = [
     "scale_by_nadam",
     "scale_by_radam",
     "scale_by_rmsprop",
+    "schedule_names",
+    "schedules",
     "sgd",
+    "warmup_stable_decay_schedule",
 ]

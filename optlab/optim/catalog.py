@@ -164,6 +164,8 @@ def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) ->
     defaults = {}
     space = {}
     tuned: tuple[str, ...] = ()
+    if "key" in parameters and parameters["key"].default is None:
+      defaults["key"] = 0  # a seed, so that noise-adding optimizers are reproducible
     if "learning_rate" in parameters:
       if parameters["learning_rate"].default is inspect.Parameter.empty:
         defaults["learning_rate"] = 1e-3
@@ -172,7 +174,7 @@ def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) ->
         tuned = ("learning_rate",)
     static = tuple(
         arg for arg in parameters
-        if arg in ("mask", "weight_decay_mask", "obj_fn", "key", "muon_weight_dimension_numbers",
+        if arg in ("mask", "weight_decay_mask", "obj_fn", "key", "seed", "muon_weight_dimension_numbers",
                    "adam_weight_dimension_numbers", "linesearch", "hutchinson_key")
     )
     register(
