@@ -39,6 +39,7 @@ def _load_study(name: str):
   path = experiments_dir() / name / "run.py"
   spec = importlib.util.spec_from_file_location(f"optlab_study_{name}", path)
   module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
   spec.loader.exec_module(module)
   return module
 

@@ -62,7 +62,7 @@ def test_names_are_case_and_dash_insensitive():
 
 
 def test_unknown_name_lists_the_closest():
-  with pytest.raises(ValueError, match="Did you mean: .*nesterov"):
+  with pytest.raises(ValueError, match=r"Did you mean: .*nesterov"):
     optim.get("nesterv")
 
 

@@ -30,9 +30,13 @@ def full_like(params: Any, value: Any) -> Any:
 
 
 def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
-  """Returns `moment / (1 - decay**count)` (Kingma & Ba 2015), computed in float32."""
-  correction = 1.0 - jnp.asarray(decay, jnp.float32) ** count.astype(jnp.float32)
-  return jax.tree.map(lambda m: m / correction.astype(jnp.result_type(m, jnp.float32)), moment)
+  """Returns `moment / (1 - decay**count)` (Kingma & Ba 2015), in float32 or wider."""
+
+  def correct(m):
+    dtype = jnp.promote_types(m.dtype, jnp.float32)  # float64 moments stay float64
+    return m / (1.0 - jnp.asarray(decay, dtype) ** count.astype(dtype))
+
+  return jax.tree.map(correct, moment)
 
 
 def step_size(learning_rate: optax.ScalarOrSchedule, count: jax.Array) -> jax.Array:

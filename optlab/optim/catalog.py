@@ -174,8 +174,9 @@ def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) ->
         tuned = ("learning_rate",)
     static = tuple(
         arg for arg in parameters
-        if arg in ("mask", "weight_decay_mask", "obj_fn", "key", "seed", "muon_weight_dimension_numbers",
-                   "adam_weight_dimension_numbers", "linesearch", "hutchinson_key")
+        if arg in ("mask", "weight_decay_mask", "obj_fn", "key", "seed", "linesearch",
+                   "muon_weight_dimension_numbers", "adam_weight_dimension_numbers",
+                   "hutchinson_key")
     )
     register(
         f"{prefix}.{name}",

@@ -141,15 +141,23 @@ def names(source: str | None = None) -> list[str]:
   return [e.name for e in entries if source is None or e.source == source]
 
 
-def get(name: str, *, inject: bool = False, **hyperparams: Any) -> optax.GradientTransformation:
+def get(
+    name: str,
+    *,
+    inject: bool = False,
+    hyperparam_dtype: Any = jnp.float32,
+    **hyperparams: Any,
+) -> optax.GradientTransformation:
   """Builds the optimizer `name` with the registry's defaults and `hyperparams`.
 
   Args:
     name: a registered name (see :func:`names`).
     inject: keep every numeric hyperparameter (and the current value of every
       schedule) in the optimizer state, via ``optax.inject_hyperparams``, so they
-      can be changed between steps or ``jax.vmap``-ped over. Injected values are
-      float32 whatever the parameters' dtype.
+      can be changed between steps or ``jax.vmap``-ped over.
+    hyperparam_dtype: dtype of injected hyperparameters: float32 by default
+      whatever the parameters' dtype (in bfloat16, β₂ = 0.999 would round to 1);
+      ``jnp.float64`` for float64 studies under ``jax.enable_x64``.
     **hyperparams: overrides of the defaults.
 
   Returns:
@@ -175,6 +183,6 @@ def get(name: str, *, inject: bool = False, **hyperparams: Any) -> optax.Gradien
   if not inject:
     return entry.factory(**kwargs)
   factory = optax.inject_hyperparams(
-      entry.factory, static_args=entry.static_args, hyperparam_dtype=jnp.float32
+      entry.factory, static_args=entry.static_args, hyperparam_dtype=hyperparam_dtype
   )
   return factory(**kwargs)
