@@ -1,0 +1,371 @@
+"""The fit loop: whole epochs compiled as one ``lax.scan``, evaluation, callbacks, checkpoints.
+
+``fit`` trains a Flax NNX model with any optax transformation. When the
+training arrays fit on the device, each epoch is one compiled program (a
+``lax.scan`` over the shuffled batches); otherwise a Python loop drives the
+jitted step. Either way the batch order comes from ``fold_in(key(seed), epoch)``,
+so a run resumed from a checkpoint ends with exactly the parameters of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from optlab import results
+from optlab.train import steps as steps_lib
+from optlab.train.callbacks import Callback, EarlyStopping
+from optlab.train.checkpoint import Checkpointer
+from optlab.train.state import LearningRateScaleState, TrainState, learning_rate_scale, split_model
+
+# Arrays up to this size are kept on the device and trained with a scanned epoch.
+SCAN_BYTES_LIMIT = 2 << 30
+
+
+@dataclasses.dataclass
+class FitResult:
+  """What ``fit`` returns.
+
+  Attributes:
+    model: the trained model (in eval mode), holding the final (or best) parameters.
+    state: the final :class:`TrainState`.
+    history: one dict per evaluation: epoch, step, train_loss, val_*/test_* metrics, times.
+    status: ``"completed"``, ``"early_stopped"`` or ``"diverged"``.
+    message: why the run ended.
+    skipped_steps: steps skipped because of non-finite loss or gradients.
+    best_epoch: epoch whose parameters were restored (early stopping), if any.
+    compile_seconds: time spent compiling (kept out of the epoch times).
+    train_seconds: time spent training and evaluating, compilation excluded.
+  """
+
+  model: nnx.Module
+  state: TrainState
+  history: list[dict[str, Any]]
+  status: str
+  message: str
+  skipped_steps: int
+  best_epoch: int | None
+  compile_seconds: float
+  train_seconds: float
+
+  def curve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs, values) of a logged quantity, e.g. ``result.curve("val_accuracy")``."""
+    points = [(h["epoch"], h[key]) for h in self.history if key in h]
+    if not points:
+      raise KeyError(f"{key!r} was never logged; logged: {sorted(self.history[-1])}")
+    epochs, values = zip(*points, strict=True)
+    return np.asarray(epochs), np.asarray(values, dtype=np.float64)
+
+
+def _as_arrays(data: Any, name: str) -> tuple[jax.Array, jax.Array] | None:
+  if data is None:
+    return None
+  if hasattr(data, "x") and hasattr(data, "y"):
+    x, y = data.x, data.y
+  elif isinstance(data, (tuple, list)) and len(data) == 2:
+    x, y = data
+  else:
+    raise TypeError(f"fit: {name} must be an (x, y) pair or a Dataset, got {type(data).__name__}")
+  x, y = np.asarray(x), np.asarray(y)
+  if x.shape[0] != y.shape[0]:
+    raise ValueError(f"fit: {name} has {x.shape[0]} inputs but {y.shape[0]} targets")
+  if x.shape[0] == 0:
+    raise ValueError(f"fit: {name} is empty")
+  return x, y
+
+
+def _metric_functions(names: Sequence[str]) -> dict[str, Callable]:
+  from optlab import metrics
+
+  return {name: metrics.get(name) for name in names}
+
+
+def _progress(total: int, enabled: bool | None, start: int):
+  if enabled is None:
+    enabled = sys.stderr.isatty()
+  if not enabled:
+    return None
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:
+    return None
+  return tqdm(total=total, initial=start, unit="epoch", leave=False)
+
+
+def _set_scale(opt_state: Any, scale: float) -> Any:
+  return (*opt_state[:-1], LearningRateScaleState(scale=jnp.asarray(scale, jnp.float32)))
+
+
+def _copy(tree: Any) -> Any:
+  return jax.tree.map(jnp.copy, tree)
+
+
+def fit(
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    train: Any,
+    *,
+    validation: Any = None,
+    test: Any = None,
+    loss: str | steps_lib.LossFn = "cross_entropy",
+    metrics: Sequence[str] = ("accuracy",),
+    epochs: int = 10,
+    batch_size: int = 64,
+    eval_batch_size: int = 1024,
+    eval_every: int = 1,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    l2: float = 0.0,
+    clip_norm: float | None = None,
+    skip_nonfinite: bool = True,
+    divergence_factor: float = 1e3,
+    augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
+    scan: bool | None = None,
+    history_path: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_keep: int = 2,
+    checkpoint_monitor: str | None = None,
+    resume: bool = False,
+    stop_after_epoch: int | None = None,
+    progress: bool | None = None,
+    run_name: str | None = None,
+) -> FitResult:
+  """Trains `model` with `tx` on `train`, evaluating on `validation` and `test`.
+
+  Args:
+    model: a Flax NNX module mapping a batch of inputs to outputs (logits).
+    tx: any optax transformation (``optlab.optim.get(...)`` or a chain); a schedule
+      inside it advances once per step.
+    train: ``(x, y)`` arrays or an ``optlab.data.Dataset``.
+    validation: the same, evaluated every `eval_every` epochs (logged as ``val_*``).
+    test: the same (logged as ``test_*``).
+    loss: ``"cross_entropy"``, ``"mse"``, ``"binary_cross_entropy"`` or a function
+      ``(outputs, targets) -> scalar``.
+    metrics: metric names of ``optlab.metrics`` computed at each evaluation.
+    epochs: the total number of epochs (a resumed run continues up to it).
+    batch_size: examples per step; the last incomplete batch of an epoch is
+      dropped (a new shuffle each epoch).
+    eval_batch_size: examples per chunk when evaluating.
+    eval_every: evaluate (and run callbacks, checkpoint) every this many epochs.
+    seed: seeds the batch order and augmentation (the model's own initialisation
+      and dropout come from the ``nnx.Rngs`` it was built with).
+    callbacks: e.g. :class:`EarlyStopping`, :class:`ReduceLROnPlateau`.
+    l2: coefficient of ½‖θ‖² added to the loss.
+    clip_norm: clip gradients to this global norm before `tx`.
+    skip_nonfinite: skip (and count) steps whose loss or gradients are not finite.
+    divergence_factor: stop as diverged when the epoch's training loss exceeds
+      this multiple of the first epoch's, or is not finite.
+    augment: ``augment(key, x_batch) -> x_batch``, run inside the compiled step.
+    scan: compile each epoch as one ``lax.scan`` (default: when the training
+      arrays are under 2 GiB); False drives the jitted step from Python.
+    history_path: append the history (one JSON record per evaluation) here.
+    checkpoint_dir: save the last `checkpoint_keep` checkpoints (and the best by
+      `checkpoint_monitor`) here, at every evaluation.
+    checkpoint_keep: how many recent checkpoints to keep.
+    checkpoint_monitor: logged quantity that picks the best checkpoint.
+    resume: continue from the latest checkpoint in `checkpoint_dir`, if any.
+    stop_after_epoch: end the run after this epoch as if interrupted (for tests
+      and for splitting a long run across jobs).
+    progress: show a progress bar (default: when stderr is a terminal).
+    run_name: a name for this run in the history file.
+
+  Returns:
+    A :class:`FitResult`.
+  """
+  if epochs < 1:
+    raise ValueError(f"fit: epochs must be ≥ 1, got {epochs}")
+  if batch_size < 1:
+    raise ValueError(f"fit: batch_size must be ≥ 1, got {batch_size}")
+  if eval_every < 1:
+    raise ValueError(f"fit: eval_every must be ≥ 1, got {eval_every}")
+  if resume and checkpoint_dir is None:
+    raise ValueError("fit: resume=True needs checkpoint_dir")
+  train_xy = _as_arrays(train, "train")
+  eval_sets = {
+      prefix: xy for prefix, xy in (
+          ("val", _as_arrays(validation, "validation")), ("test", _as_arrays(test, "test"))
+      ) if xy is not None
+  }
+  n = train_xy[0].shape[0]
+  if batch_size > n:
+    raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples")
+  loss_fn = steps_lib.get_loss(loss)
+  metric_fns = _metric_functions(metrics)
+  checkpointer = (
+      Checkpointer(checkpoint_dir, keep=checkpoint_keep, monitor=checkpoint_monitor,
+                   mode=_monitor_mode(checkpoint_monitor))
+      if checkpoint_dir is not None else None
+  )
+
+  full_tx = optax.chain(
+      *([optax.clip_by_global_norm(clip_norm)] if clip_norm else []), tx, learning_rate_scale()
+  )
+  train_graphdef, eval_graphdef, params, model_state = split_model(model)
+  state = TrainState(
+      step=jnp.zeros([], jnp.int32), params=params, model_state=model_state,
+      opt_state=full_tx.init(params), skipped=jnp.zeros([], jnp.int32),
+  )
+  train_step = steps_lib.make_train_step(
+      train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite
+  )
+  evaluate = jax.jit(steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size))
+  data_bytes = train_xy[0].nbytes + train_xy[1].nbytes
+  use_scan = scan if scan is not None else data_bytes < SCAN_BYTES_LIMIT
+  base_key = jax.random.key(seed)
+
+  history: list[dict[str, Any]] = []
+  start_epoch = 0
+  best = None
+  best_epoch = None
+  reference_loss = None
+  if resume and checkpointer.latest_epoch() is not None:
+    restored, record = checkpointer.restore({"state": state, "best": (params, model_state)})
+    state, best = restored["state"], restored["best"]
+    start_epoch = record["epoch"] + 1
+    history = record["history"]
+    best_epoch = record["best_epoch"]
+    reference_loss = record["reference_loss"]
+    for callback, callback_state in zip(callbacks, record["callbacks"], strict=True):
+      callback.load_state_dict(callback_state)
+
+  x_train, y_train = (jax.device_put(a) for a in train_xy) if use_scan else train_xy
+  compile_seconds = 0.0
+  if use_scan:
+    epoch_fn = jax.jit(steps_lib.make_scan_epoch(train_step, batch_size, augment),
+                       donate_argnums=(0,))
+    start = time.perf_counter()
+    epoch_fn = epoch_fn.lower(state, x_train, y_train, base_key).compile()
+    compile_seconds += time.perf_counter() - start
+  else:
+    step_fn = jax.jit(train_step, donate_argnums=(0,))
+
+  def run_epoch(state, epoch_key):
+    if use_scan:
+      return epoch_fn(state, x_train, y_train, epoch_key)
+    order_key, augment_key = jax.random.split(epoch_key)
+    indices = np.asarray(steps_lib.epoch_batch_indices(order_key, n, batch_size))
+    losses = []
+    for batch in indices:
+      xb, yb = jnp.asarray(x_train[batch]), jnp.asarray(y_train[batch])
+      if augment is not None:
+        xb = augment(jax.random.fold_in(augment_key, state.step), xb)
+      state, batch_loss = step_fn(state, xb, yb)
+      losses.append(batch_loss)
+    return state, jnp.stack(losses)
+
+  run_id = run_name or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+  if history_path is not None and start_epoch == 0:
+    results.append_records(history_path, [{
+        "kind": "run_start", "run": run_id, "epochs": epochs, "batch_size": batch_size,
+        "seed": seed, "loss": getattr(loss, "__name__", loss), "metrics": list(metrics),
+        "l2": l2, "clip_norm": clip_norm, "scan": bool(use_scan),
+        "provenance": results.provenance(),
+    }])
+
+  status, message = "completed", f"trained for {epochs} epochs"
+  train_seconds = 0.0
+  bar = _progress(epochs, progress, start_epoch)
+  for epoch in range(start_epoch, epochs):
+    epoch_start = time.perf_counter()
+    skipped_before = int(state.skipped)
+    state, losses = run_epoch(state, jax.random.fold_in(base_key, epoch))
+    losses = np.asarray(losses)
+    skipped_now = int(state.skipped) - skipped_before
+    finite_losses = losses[np.isfinite(losses)]
+    train_loss = float(finite_losses.mean()) if finite_losses.size else math.nan
+    if reference_loss is None and math.isfinite(train_loss):
+      reference_loss = max(train_loss, 1e-12)
+    diverged = (
+        not math.isfinite(train_loss)
+        or skipped_now == losses.size
+        or (reference_loss is not None and train_loss > divergence_factor * reference_loss)
+    )
+    if diverged:
+      status = "diverged"
+      kept = ""
+      if checkpointer is not None and checkpointer.latest_epoch() is not None:
+        kept = (f"; the last good checkpoint (epoch {checkpointer.latest_epoch()}) is kept in "
+                f"{checkpointer.directory}")
+      message = (f"training diverged in epoch {epoch}: mean training loss {train_loss:.4g} "
+                 f"(first epoch {reference_loss if reference_loss is not None else math.nan:.4g}),"
+                 f" {skipped_now} of {losses.size} steps skipped as non-finite{kept}")
+      break
+    if (epoch + 1) % eval_every and epoch + 1 != epochs:
+      train_seconds += time.perf_counter() - epoch_start
+      continue
+    logs: dict[str, Any] = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
+                            "skipped_steps": int(state.skipped)}
+    for prefix, (x, y) in eval_sets.items():
+      values = evaluate(state.params, state.model_state, x, y)
+      logs.update({f"{prefix}_{k}": float(v) for k, v in values.items()})
+    requests: dict[str, Any] = {}
+    for callback in callbacks:
+      requests.update(callback.on_evaluation(epoch, logs))
+    if requests.get("best"):
+      best, best_epoch = _copy((state.params, state.model_state)), epoch
+    if "scale" in requests:
+      state = state._replace(opt_state=_set_scale(state.opt_state, requests["scale"]))
+      logs["lr_scale"] = float(requests["scale"])
+    logs["epoch_seconds"] = time.perf_counter() - epoch_start
+    history.append(logs)
+    if history_path is not None:
+      results.append_records(history_path, [{"kind": "evaluation", "run": run_id, **logs}])
+    if checkpointer is not None:
+      checkpointer.save(epoch, {"state": state, "best": best if best is not None else
+                                (state.params, state.model_state)}, {
+          "epoch": epoch, "history": history, "best_epoch": best_epoch,
+          "reference_loss": reference_loss,
+          "callbacks": [c.state_dict() for c in callbacks],
+      }, logs)
+    train_seconds += time.perf_counter() - epoch_start
+    if bar is not None:
+      bar.update(epoch + 1 - bar.n)
+      shown = {k: f"{v:.4g}" for k, v in logs.items() if k.endswith(("loss", "accuracy"))}
+      bar.set_postfix(shown)
+    if "stop" in requests:
+      status, message = "early_stopped", requests["stop"]
+      if requests.get("restore_best") and best is not None:
+        state = state._replace(params=best[0], model_state=best[1])
+      break
+    if stop_after_epoch is not None and epoch >= stop_after_epoch:
+      status, message = "interrupted", f"stopped after epoch {epoch} as asked"
+      break
+  if bar is not None:
+    bar.close()
+  if checkpointer is not None:
+    checkpointer.close()
+  if status != "early_stopped":
+    best_epoch = None if status != "completed" else best_epoch
+  if status == "diverged":
+    print(f"optlab.fit: {message}", file=sys.stderr)
+  nnx.update(model, state.params, state.model_state)
+  model.eval()
+  return FitResult(
+      model=model, state=state, history=history, status=status, message=message,
+      skipped_steps=int(state.skipped), best_epoch=best_epoch,
+      compile_seconds=compile_seconds, train_seconds=train_seconds,
+  )
+
+
+def _monitor_mode(monitor: str | None) -> str:
+  if monitor is None:
+    return "min"
+  from optlab.train.callbacks import _resolve_mode
+
+  return _resolve_mode(monitor, "auto")
+
+
+__all__ = ["EarlyStopping", "FitResult", "fit"]
