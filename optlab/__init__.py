@@ -1,12 +1,13 @@
 """optlab: a JAX research toolkit for optimizing models.
 
 Layers (data flows down, never up): ``optlab.optim`` (optimizers, schedules,
-registry), ``optlab.problems`` (objectives with known answers), and the
-experiments built on them.
+registry), ``optlab.problems`` (objectives with known answers), ``optlab.data``
+(offline datasets, preprocessing, augmentation, splits), ``optlab.models`` (Flax
+NNX models), ``optlab.metrics`` and ``optlab.train`` (the training engine).
 """
 
-from optlab import optim, problems
+from optlab import data, metrics, models, optim, problems, train
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "optim", "problems"]
+__all__ = ["__version__", "data", "metrics", "models", "optim", "problems", "train"]

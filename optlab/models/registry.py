@@ -1,0 +1,55 @@
+"""A registry of the model classes by name: `names()` and `get(name, **kwargs)`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flax import nnx
+
+from optlab.models._checks import suggest
+from optlab.models.cnn import CNN
+from optlab.models.mlp import MLP
+from optlab.models.rnn import CharRNNLM, RNNClassifier
+from optlab.models.transformer import TransformerClassifier, TransformerLM
+
+_MODELS: dict[str, type[nnx.Module]] = {
+  "char_rnn_lm": CharRNNLM,
+  "cnn": CNN,
+  "mlp": MLP,
+  "rnn_classifier": RNNClassifier,
+  "transformer_classifier": TransformerClassifier,
+  "transformer_lm": TransformerLM,
+}
+
+
+def names() -> tuple[str, ...]:
+  """The registered model names, sorted."""
+  return tuple(sorted(_MODELS))
+
+
+def get(name: str, **kwargs: Any) -> nnx.Module:
+  """Builds the registered model `name` with the class's keyword arguments.
+
+  Args:
+    name: one of `names()`.
+    **kwargs: the model's constructor arguments, by keyword; ``rngs`` defaults to
+      ``nnx.Rngs(0)``.
+
+  Returns:
+    The model.
+
+  Raises:
+    ValueError: for an unknown name, listing the closest known names.
+
+  Example:
+    >>> get("mlp", in_features=4, hidden_sizes=[8], out_features=3).out_features
+    3
+  """
+  cls = _MODELS.get(name) if isinstance(name, str) else None
+  if cls is None:
+    raise ValueError(
+      f"get: name {name!r} is not a registered model.{suggest(name, _MODELS)} "
+      f"Known: {', '.join(names())}"
+    )
+  kwargs.setdefault("rngs", nnx.Rngs(0))
+  return cls(**kwargs)
