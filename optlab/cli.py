@@ -4,6 +4,7 @@
     optlab info NAME
     optlab schedules
     optlab reproduce [STUDY ...] [--quick | --full] [--seeds N]
+    optlab bench [NAME ...]
 """
 
 from __future__ import annotations
@@ -125,6 +126,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
   return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+  from optlab.benchmarks import runner
+
+  return runner.main(args.bench_args)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="optlab",
@@ -154,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
   mode.add_argument("--full", action="store_true", help="the paper-scale version")
   reproduce.add_argument("--seeds", type=int, default=None, help="number of seeds")
   reproduce.set_defaults(run=_cmd_reproduce)
+
+  bench = commands.add_parser(
+      "bench", help="speed benchmarks: ratios against baselines measured in the same run"
+  )
+  bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="benchmark names and options")
+  bench.set_defaults(run=_cmd_bench)
   return parser
 
 

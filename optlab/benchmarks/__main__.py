@@ -1,0 +1,5 @@
+import sys
+
+from optlab.benchmarks.runner import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""Training throughput of optlab's engine against PyTorch eager on the same CPU.
+
+(a) dispatch-bound: MLP 64-128-10 on digits, batch 64, one whole epoch;
+(b) compute-bound: MLP 784-512-512-10, batch 256, steps per second;
+(c) the scanned epoch against a Python loop of the same jitted step.
+
+PyTorch is optional: ``pip install torch==2.13.0`` (the CPU build). Without it,
+(a) and (b) report optlab's numbers only.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import optax
+from flax import nnx
+
+from optlab import models
+from optlab.benchmarks._timing import best_time
+from optlab.train import TrainState, learning_rate_scale, split_model
+from optlab.train import steps as steps_lib
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+  from optlab import data
+
+  digits = data.digits(flatten=True)
+  x = data.Standardizer.fit(digits.x).apply(digits.x).astype(np.float32)
+  return x, digits.y.astype(np.int32)
+
+
+def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
+               skip_nonfinite: bool = True):
+  """Returns a function that runs one epoch (or `steps` steps) with optlab's step."""
+  import jax
+  import jax.numpy as jnp
+
+  model = models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1], rngs=nnx.Rngs(0))
+  tx = optax.chain(optax.adam(1e-3), learning_rate_scale())
+  graphdef, _, params, rest = split_model(model)
+  state = TrainState(jnp.zeros([], jnp.int32), params, rest, tx.init(params),
+                     jnp.zeros([], jnp.int32))
+  step = steps_lib.make_train_step(graphdef, tx, steps_lib.cross_entropy,
+                                   skip_nonfinite=skip_nonfinite)
+  x, y = jax.device_put(x), jax.device_put(y)
+  key = jax.random.key(0)
+  holder = {"state": state}
+  if scan:
+    epoch = jax.jit(steps_lib.make_scan_epoch(step, batch_size), donate_argnums=(0,))
+
+    def run():
+      holder["state"], losses = epoch(holder["state"], x, y, key)
+      losses.block_until_ready()
+  else:
+    jitted = jax.jit(step, donate_argnums=(0,))
+    indices = np.asarray(steps_lib.epoch_batch_indices(key, x.shape[0], batch_size))
+    if steps is not None:
+      indices = np.resize(indices, (steps, batch_size))
+    batches = [(x[i], y[i]) for i in indices]
+
+    def run():
+      for xb, yb in batches:
+        holder["state"], loss = jitted(holder["state"], xb, yb)
+      loss.block_until_ready()
+
+  return run
+
+
+def _torch_epoch(sizes, x, y, batch_size, *, fused: bool, steps: int | None = None):
+  import torch
+
+  torch.manual_seed(0)
+  layers = []
+  for a, b in itertools.pairwise(sizes):
+    layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+  model = torch.nn.Sequential(*layers[:-1])
+  optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused, foreach=not fused)
+  loss_fn = torch.nn.CrossEntropyLoss()
+  xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+  n = (x.shape[0] // batch_size) * batch_size
+  order = torch.randperm(x.shape[0])[:n].reshape(-1, batch_size)
+  if steps is not None:
+    order = order.repeat((steps + len(order) - 1) // len(order), 1)[:steps]
+  batches = [(xt[i], yt[i]) for i in order]
+
+  def run():
+    for xb, yb in batches:
+      optimizer.zero_grad(set_to_none=True)
+      loss = loss_fn(model(xb), yb)
+      loss.backward()
+      optimizer.step()
+
+  return run
+
+
+def _torch_available() -> bool:
+  try:
+    import torch  # noqa: F401
+  except ImportError:
+    return False
+  return True
+
+
+def small_mlp_epoch(repeats: int = 5) -> dict[str, float]:
+  """(a) MLP 64-128-10 on digits, batch 64, one epoch: optlab's scan epoch vs torch eager."""
+  x, y = _digits()
+  sizes = (64, 128, 10)
+  results = {"optlab_scan_epoch_s": best_time(_jax_epoch(sizes, x, y, 64, scan=True),
+                                              repeats=repeats)}
+  if _torch_available():
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    for fused in (True, False):
+      name = "torch_fused_epoch_s" if fused else "torch_foreach_epoch_s"
+      results[name] = best_time(_torch_epoch(sizes, x, y, 64, fused=fused), repeats=repeats)
+    results["ratio_vs_torch_fused"] = (
+        results["torch_fused_epoch_s"] / results["optlab_scan_epoch_s"])
+    results["ratio_vs_torch_foreach"] = (
+        results["torch_foreach_epoch_s"] / results["optlab_scan_epoch_s"])
+  return results
+
+
+def large_mlp_steps(steps: int = 50, repeats: int = 3) -> dict[str, float]:
+  """(b) MLP 784-512-512-10, batch 256: steps per second, optlab vs torch fused Adam."""
+  rng = np.random.default_rng(0)
+  batch = 256
+  x = rng.normal(size=(batch * 8, 784)).astype(np.float32)
+  y = rng.integers(0, 10, size=batch * 8).astype(np.int32)
+  sizes = (784, 512, 512, 10)
+  seconds = best_time(_jax_epoch(sizes, x, y, batch, scan=False, steps=steps), repeats=repeats)
+  unchecked = best_time(_jax_epoch(sizes, x, y, batch, scan=False, steps=steps,
+                                   skip_nonfinite=False), repeats=repeats)
+  # fit's default step checks every gradient for NaN/Inf (one more pass over the state).
+  results = {"optlab_steps_per_s": steps / seconds,
+             "optlab_unchecked_steps_per_s": steps / unchecked}
+  if _torch_available():
+    for fused in (True, False):
+      name = "torch_fused_steps_per_s" if fused else "torch_foreach_steps_per_s"
+      t = best_time(_torch_epoch(sizes, x, y, batch, fused=fused, steps=steps), repeats=repeats)
+      results[name] = steps / t
+    results["ratio_unchecked_vs_torch_fused"] = (
+        results["optlab_unchecked_steps_per_s"] / results["torch_fused_steps_per_s"])
+    results["ratio_vs_torch_fused"] = (
+        results["optlab_steps_per_s"] / results["torch_fused_steps_per_s"])
+  return results
+
+
+def scan_vs_loop(repeats: int = 5) -> dict[str, float]:
+  """(c) a digits epoch (MLP 64-128-10, batch 64): scanned epoch vs a loop of jitted steps."""
+  x, y = _digits()
+  sizes = (64, 128, 10)
+  scanned = best_time(_jax_epoch(sizes, x, y, 64, scan=True), repeats=repeats)
+  looped = best_time(_jax_epoch(sizes, x, y, 64, scan=False), repeats=repeats)
+  return {"scan_epoch_s": scanned, "loop_epoch_s": looped, "ratio_scan_speedup": looped / scanned}
