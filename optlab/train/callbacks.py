@@ -129,6 +129,10 @@ class EarlyStopping(Callback, _Plateau):
 class ReduceLROnPlateau(Callback, _Plateau):
   """Multiplies the learning rate by `factor` when the monitored quantity stalls.
 
+  The fit loop applies the factor to the whole update (the last link of its
+  optimizer chain), which is a change of learning rate for every optimizer whose
+  update is proportional to it; a decoupled weight decay is scaled with it.
+
   Args:
     monitor: a logged key.
     mode: ``"min"``, ``"max"`` or ``"auto"``.
