@@ -92,30 +92,30 @@ def make_train_step(
     _, _, new_model_state = nnx.split(model, nnx.Param, ...)
     return loss, new_model_state
 
-  def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
-    (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.params, state.model_state, x, y
-    )
+  def apply(state: TrainState, grads: Any, model_state: Any) -> TrainState:
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    new_state = TrainState(
+    return TrainState(
         step=state.step + 1,
-        params=params,
+        params=optax.apply_updates(state.params, updates),
         model_state=model_state,
         opt_state=opt_state,
         skipped=state.skipped,
     )
+
+  def skip(state: TrainState, grads: Any, model_state: Any) -> TrainState:
+    del grads, model_state
+    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
+
+  def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
+    (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params, state.model_state, x, y
+    )
     if not skip_nonfinite:
-      return new_state, loss
+      return apply(state, grads, model_state), loss
+    # A branch, not a select over every buffer: the update runs only when the
+    # step is finite, and a skipped step leaves the state untouched.
     finite = jnp.isfinite(loss) & all_finite(grads)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-    return TrainState(
-        step=new_state.step,
-        params=jax.tree.map(keep, new_state.params, state.params),
-        model_state=jax.tree.map(keep, new_state.model_state, state.model_state),
-        opt_state=jax.tree.map(keep, new_state.opt_state, state.opt_state),
-        skipped=state.skipped + jnp.where(finite, 0, 1).astype(jnp.int32),
-    ), loss
+    return jax.lax.cond(finite, apply, skip, state, grads, model_state), loss
 
   return step
 
