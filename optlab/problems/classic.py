@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,7 +12,9 @@ from optlab.problems import _validation
 from optlab.problems.base import Problem
 
 
-def rosenbrock(a: float = 1.0, b: float = 100.0, dim: int = 2) -> Problem:
+def rosenbrock(
+  a: float = 1.0, b: float = 100.0, dim: int = 2, *, dtype: Any = jnp.float32
+) -> Problem:
   """The (chained) Rosenbrock function: f(x) = Σᵢ₌₁ᵈ⁻¹ b (xᵢ₊₁ − xᵢ²)² + (a − xᵢ)².
 
   A narrow curved valley along xᵢ₊₁ = xᵢ² that first-order methods follow slowly.
@@ -27,9 +31,11 @@ def rosenbrock(a: float = 1.0, b: float = 100.0, dim: int = 2) -> Problem:
     a: the valley's target; any finite value when dim = 2, else 0 or 1.
     b: the valley's steepness, finite and > 0.
     dim: the number of variables, at least 2.
+    dtype: the floating dtype of `init` and `minimizer` (float64 needs
+      ``jax.enable_x64``).
 
   Returns:
-    A float32 `Problem` named ``"rosenbrock"``.
+    A `Problem` named ``"rosenbrock"``.
 
   Example:
     >>> p = rosenbrock()
@@ -67,14 +73,14 @@ def rosenbrock(a: float = 1.0, b: float = 100.0, dim: int = 2) -> Problem:
   return Problem(
     name="rosenbrock",
     value=value,
-    init=jnp.asarray(init, dtype=jnp.float32),
-    minimizer=jnp.asarray(minimizer, dtype=jnp.float32),
+    init=jnp.asarray(init, dtype=_validation.check_dtype("rosenbrock", dtype)),
+    minimizer=jnp.asarray(minimizer, dtype=_validation.check_dtype("rosenbrock", dtype)),
     optimal_value=0.0,
     bounds=bounds,
   )
 
 
-def beale() -> Problem:
+def beale(*, dtype: Any = jnp.float32) -> Problem:
   """The Beale function: f(x, y) = (1.5 − x + xy)² + (2.25 − x + xy²)² + (2.625 − x + xy³)².
 
   Flat plateaus and steep ridges around a single global minimizer x* = (3, 0.5)
@@ -82,8 +88,12 @@ def beale() -> Problem:
   (1981, problem 5). `bounds` = ((−4.5, 4.5), (−4.5, 4.5)), the usual plotting
   and search domain.
 
+  Args:
+    dtype: the floating dtype of `init` and `minimizer` (float64 needs
+      ``jax.enable_x64``).
+
   Returns:
-    A float32 2-D `Problem` named ``"beale"``.
+    A 2-D `Problem` named ``"beale"``.
 
   Example:
     >>> p = beale()
@@ -103,8 +113,8 @@ def beale() -> Problem:
   return Problem(
     name="beale",
     value=value,
-    init=jnp.asarray([1.0, 1.0], dtype=jnp.float32),
-    minimizer=jnp.asarray([3.0, 0.5], dtype=jnp.float32),
+    init=jnp.asarray([1.0, 1.0], dtype=_validation.check_dtype("beale", dtype)),
+    minimizer=jnp.asarray([3.0, 0.5], dtype=_validation.check_dtype("beale", dtype)),
     optimal_value=0.0,
     bounds=((-4.5, 4.5), (-4.5, 4.5)),
   )
