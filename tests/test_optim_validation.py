@@ -104,3 +104,16 @@ def test_weight_decay_without_params_is_a_clear_error():
   params = jnp.ones(3)
   with pytest.raises(ValueError, match="needs the parameters"):
     tx.update(jnp.ones(3), tx.init(params))
+
+
+@pytest.mark.parametrize("name", ["adagrad", "rmsprop", "adadelta", "adam", "amsgrad", "adamax",
+                                  "nadam", "radam"])
+def test_zero_epsilon_and_zero_gradients_give_zero_updates_not_nan(name):
+  tx = optim.get(name, eps=0.0)
+  params = jnp.ones(3)
+  state = tx.init(params)
+  gradient = jnp.array([1.0, 0.0, -2.0])  # the middle coordinate never sees a gradient
+  for _ in range(3):
+    updates, state = tx.update(gradient, state, params)
+    assert bool(jnp.all(jnp.isfinite(updates))), name
+    assert float(updates[1]) == 0.0

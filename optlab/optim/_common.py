@@ -39,6 +39,16 @@ def bias_correction(moment: Any, decay: Any, count: jax.Array) -> Any:
   return jax.tree.map(correct, moment)
 
 
+def divide(numerator: jax.Array, denominator: jax.Array) -> jax.Array:
+  """``numerator / denominator``, with 0 where the denominator is 0.
+
+  With ε = 0 an adaptive denominator is 0 exactly when every gradient of that
+  coordinate so far was 0, so the numerator is 0 too: the update is 0, not the
+  NaN of 0/0.
+  """
+  return numerator / jnp.where(denominator == 0, jnp.ones_like(denominator), denominator)
+
+
 def step_size(learning_rate: optax.ScalarOrSchedule, count: jax.Array) -> jax.Array:
   """The learning rate at step `count` (0-based), whether a number or a schedule."""
   if callable(learning_rate):

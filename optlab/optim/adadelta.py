@@ -54,7 +54,7 @@ def scale_by_adadelta(rho: float = 0.95, eps: float = 1e-6) -> optax.GradientTra
         lambda a, g: rho * a + (1 - rho) * g * g, state.accumulated_gradients, updates
     )
     direction = jax.tree.map(
-        lambda g, ag, ax: jnp.sqrt(ax + eps) / jnp.sqrt(ag + eps) * g,
+        lambda g, ag, ax: c.divide(jnp.sqrt(ax + eps) * g, jnp.sqrt(ag + eps)),
         updates,
         acc_g,
         state.accumulated_updates,

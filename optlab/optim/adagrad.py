@@ -55,9 +55,10 @@ def scale_by_adagrad(
     v.check_same_structure(where, updates, state.sum_of_squares, "accumulator")
     sum_of_squares = jax.tree.map(lambda s, g: s + g * g, state.sum_of_squares, updates)
     if eps_in_sqrt:
-      new_updates = jax.tree.map(lambda g, s: g / jnp.sqrt(s + eps), updates, sum_of_squares)
+      denominators = jax.tree.map(lambda s: jnp.sqrt(s + eps), sum_of_squares)
     else:
-      new_updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, sum_of_squares)
+      denominators = jax.tree.map(lambda s: jnp.sqrt(s) + eps, sum_of_squares)
+    new_updates = jax.tree.map(c.divide, updates, denominators)
     return c.cast_like(new_updates, updates), ScaleByAdagradState(
         count=optax.safe_increment(state.count),
         sum_of_squares=c.cast_like(sum_of_squares, state.sum_of_squares),

@@ -67,7 +67,7 @@ def scale_by_adam(
     mu_hat = c.bias_correction(mu, b1, count)
     nu_hat = c.bias_correction(nu, b2, count)
     new_updates = jax.tree.map(
-        lambda m, n: m / (jnp.sqrt(n + eps_root) + eps), mu_hat, nu_hat
+        lambda m, n: c.divide(m, jnp.sqrt(n + eps_root) + eps), mu_hat, nu_hat
     )
     return c.cast_like(new_updates, updates), ScaleByAdamState(
         count=count, mu=c.cast_like(mu, state.mu), nu=c.cast_like(nu, state.nu)
@@ -168,7 +168,7 @@ def scale_by_adamax(
       denominators = jax.tree.map(lambda n: n + eps, nu)
     count = optax.safe_increment(state.count)
     mu_hat = c.bias_correction(mu, b1, count)
-    new_updates = jax.tree.map(lambda m, n: m / n, mu_hat, denominators)
+    new_updates = jax.tree.map(c.divide, mu_hat, denominators)
     return c.cast_like(new_updates, updates), ScaleByAdamaxState(
         count=count, mu=c.cast_like(mu, state.mu), nu=c.cast_like(nu, state.nu)
     )

@@ -84,7 +84,9 @@ def scale_by_amsgrad(
       nu_max = jax.tree.map(jnp.maximum, state.nu_max, c.bias_correction(nu, b2, count))
       numerators = c.bias_correction(mu, b1, count)
       denominators = nu_max
-    new_updates = jax.tree.map(lambda m, n: m / (jnp.sqrt(n) + eps), numerators, denominators)
+    new_updates = jax.tree.map(
+        lambda m, n: c.divide(m, jnp.sqrt(n) + eps), numerators, denominators
+    )
     return c.cast_like(new_updates, updates), ScaleByAmsgradState(
         count=count,
         mu=c.cast_like(mu, state.mu),

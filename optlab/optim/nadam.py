@@ -78,7 +78,7 @@ def scale_by_nadam(
     gradient_weight = (1.0 - mu_t) / (1.0 - product)
     moment_weight = mu_next / (1.0 - product_next)
     new_updates = jax.tree.map(
-        lambda g, m, n: (gradient_weight * g + moment_weight * m) / (jnp.sqrt(n) + eps),
+        lambda g, m, n: c.divide(gradient_weight * g + moment_weight * m, jnp.sqrt(n) + eps),
         updates,
         mu,
         nu_hat,

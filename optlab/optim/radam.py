@@ -74,7 +74,7 @@ def scale_by_radam(
     nu_hat = c.bias_correction(nu, b2, count)
     r_t, tractable = rectification(b2, count, threshold)
     new_updates = jax.tree.map(
-        lambda m, n: jnp.where(tractable, r_t * m / (jnp.sqrt(n) + eps), m), mu_hat, nu_hat
+        lambda m, n: jnp.where(tractable, r_t * c.divide(m, jnp.sqrt(n) + eps), m), mu_hat, nu_hat
     )
     return c.cast_like(new_updates, updates), ScaleByRadamState(
         count=count, mu=c.cast_like(mu, state.mu), nu=c.cast_like(nu, state.nu)

@@ -72,9 +72,9 @@ def scale_by_rmsprop(
       mu = state.mu
       variance = nu
     if eps_in_sqrt:
-      new_updates = jax.tree.map(lambda g, s: g / jnp.sqrt(s + eps), updates, variance)
+      new_updates = jax.tree.map(lambda g, s: c.divide(g, jnp.sqrt(s + eps)), updates, variance)
     else:
-      new_updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, variance)
+      new_updates = jax.tree.map(lambda g, s: c.divide(g, jnp.sqrt(s) + eps), updates, variance)
     return c.cast_like(new_updates, updates), ScaleByRmspropState(
         count=optax.safe_increment(state.count),
         nu=c.cast_like(nu, state.nu),
