@@ -197,3 +197,24 @@ def test_mismatched_trees_raise_a_clear_error(name):
   wrong = {"w": jnp.zeros(6)}
   with pytest.raises(ValueError, match="tree structure"):
     tx.update(wrong, state, params)
+
+
+@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+def test_state_survives_a_checkpoint_round_trip(name, tmp_path):
+  ocp = pytest.importorskip("orbax.checkpoint")
+  tx = optim.get(name, inject=True, **hyperparams(name))
+  step = jax.jit(make_step(tx))
+  params = initial_params()
+  state = tx.init(params)
+  for _ in range(3):
+    params, state = step(params, state)
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(tmp_path / "ckpt", {"params": params, "state": state})
+    checkpointer.wait_until_finished()
+    restored = checkpointer.restore(tmp_path / "ckpt", {"params": params, "state": state})
+  restored_params, restored_state = restored["params"], restored["state"]
+  assert jax.tree.structure(restored_state) == jax.tree.structure(state)
+  for _ in range(3):
+    params, state = step(params, state)
+    restored_params, restored_state = step(restored_params, restored_state)
+  jax.tree.map(np.testing.assert_array_equal, params, restored_params)
