@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 
 import optax
 import optax.contrib
@@ -155,6 +156,16 @@ _EXTRA_ARGS = {
 }
 
 
+def _first_reference(factory) -> str:
+  """The first entry of the "References:" section of an optax docstring, as one line."""
+  doc = inspect.getdoc(factory) or ""
+  if "References:" not in doc:
+    return ""
+  entry = doc.split("References:", 1)[1].strip().split("\n\n")[0]
+  entry = re.sub(r"\s+", " ", entry)
+  return re.sub(r"`([^`<]*?)\s*<([^>]*)>`_", r"'\1' (\2)", entry)
+
+
 def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) -> None:
   for name in names:
     factory = getattr(module, name, None)
@@ -184,7 +195,7 @@ def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) ->
         defaults=defaults,
         search_space=space,
         tuned=tuned,
-        paper=f"see the docstring of {prefix}.{name}",
+        paper=_first_reference(factory) or f"see the docstring of {prefix}.{name}",
         source=source,
         static_args=static,
         extra_args=_EXTRA_ARGS.get(name, ()),
