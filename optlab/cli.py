@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -37,12 +36,9 @@ def study_names() -> list[str]:
 
 
 def _load_study(name: str):
-  path = experiments_dir() / name / "run.py"
-  spec = importlib.util.spec_from_file_location(f"optlab_study_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses and pickling look their module up here
-  spec.loader.exec_module(module)
-  return module
+  from optlab.studies import load_module
+
+  return load_module(f"optlab_study_{name}", experiments_dir() / name / "run.py")
 
 
 def _format_space(space) -> str:

@@ -125,7 +125,7 @@ def test_the_claim_exactly(study):
 
 def test_figure_redraws_from_the_results_only(study, tmp_path):
   _, results_path, _ = study
-  figure = RUN._load_by_path("marginal_value_figure_under_test",
+  figure = RUN.load_module("marginal_value_figure_under_test",
                              REPO / "paper_figures" / "marginal_value.py")
   out = figure.draw(results_path, tmp_path / "again.png")
   assert out.stat().st_size > 10_000

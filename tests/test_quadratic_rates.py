@@ -205,7 +205,7 @@ def test_quick_study_end_to_end(tmp_path):
   pytest.importorskip("matplotlib")
   path = tmp_path / "quadratic_rates.jsonl"
   assert RUN.main(["--quick", "--results", str(path), "--no-figure"]) == 0
-  figure = RUN._load_by_path("quadratic_rates_figure_under_test",
+  figure = RUN.load_module("quadratic_rates_figure_under_test",
                              REPO / "paper_figures" / "quadratic_rates.py")
   written = figure.draw(path, tmp_path / "fig.png")
   assert [p.name for p in written] == ["fig.png", "fig_noisy.png"]

@@ -39,6 +39,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, optim, results  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "adam_logistic"
 OPTIMIZERS = ("adam", "nesterov", "adagrad")  # the registry optimizers a method may use
@@ -49,18 +50,7 @@ DEFAULT_FIGURE = REPO / "paper_figures" / "adam_logistic.png"
 ORDER_STREAM, DROPOUT_STREAM = 0, 1  # fold_in indices separating the two uses of a seed
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module  # dataclasses look their module up while being created
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_adam_logistic_config", HERE / "config.py")
+config = load_module("optlab_adam_logistic_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -537,7 +527,7 @@ def report(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
       print(f"note: {r['method']} on {r['dataset']} picked α={r['selection']['learning_rate']:g},"
             " at the edge of its grid")
   if figure_path is not None and results_path is not None:
-    drawing = _load_by_path("optlab_paper_figure_adam_logistic",
+    drawing = load_module("optlab_paper_figure_adam_logistic",
                             REPO / "paper_figures" / "adam_logistic.py")
     path = drawing.draw(results_path, figure_path, run_id=records[0]["run_id"])
     print(f"figure: {path}")

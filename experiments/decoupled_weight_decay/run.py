@@ -43,6 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "decoupled_weight_decay"
 METHODS = ("adam_l2", "adamw_lr", "adamw_paper", "sgd_l2", "sgdw")
@@ -58,18 +59,7 @@ DEFAULT_RESULTS = REPO / "paper_figures" / "results" / f"{STUDY}.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / f"{STUDY}.png"
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_decoupled_weight_decay_config", HERE / "config.py")
+config = load_module("optlab_decoupled_weight_decay_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -421,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\n{len(records)} records appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which ~{compile_s:.1f} s compiling)")
   if not args.no_figure:
-    drawing = _load_by_path(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
+    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
     path = drawing.draw(args.results, args.figure, run_id=records[0]["run_id"])
     print(f"figure: {path}")
   return 0

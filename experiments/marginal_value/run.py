@@ -44,6 +44,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "marginal_value"
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "marginal_value.jsonl"
@@ -55,18 +56,7 @@ SCHEDULES = ("constant", "cosine")
 GRID_METRICS = ("train_error", "test_error", "test_negative_fraction", "score_negative_point")
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module  # dataclasses look their module up while being created
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_marginal_value_config", HERE / "config.py")
+config = load_module("optlab_marginal_value_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -532,7 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("claim reproduced: GD and heavy ball test error 0 on every dataset; AdaGrad, "
           "RMSProp and Adam label every test point positive (test error = fraction of negatives)")
   if not args.no_figure and cfg.ablation is None:
-    figure = _load_by_path("optlab_paper_figure_marginal_value",
+    figure = load_module("optlab_paper_figure_marginal_value",
                            REPO / "paper_figures" / "marginal_value.py")
     print(f"figure: {figure.draw(args.results, args.figure, run_id=records[0]['run_id'])}")
   return 0

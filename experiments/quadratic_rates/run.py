@@ -42,6 +42,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "quadratic_rates"
 METHODS = ("gd", "heavy_ball", "nesterov", "adam", "adagrad")
@@ -51,18 +52,7 @@ VARIANTS = ("deterministic", "noisy")
 NOISE_STREAM = 1  # fold_in index that separates the noise keys from the problem keys
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module  # dataclasses look their module up while being created
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_quadratic_rates_config", HERE / "config.py")
+config = load_module("optlab_quadratic_rates_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -516,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(f"note: {r['method']} ({r['variant']}, κ={r['kappa']:g}) picked "
             f"α={r['selection']['learning_rate']:g}, at the edge of its grid")
   if not args.no_figure:
-    figure = _load_by_path("optlab_paper_figure_quadratic_rates",
+    figure = load_module("optlab_paper_figure_quadratic_rates",
                            REPO / "paper_figures" / "quadratic_rates.py")
     for path in figure.draw(args.results, run_id=records[0]["run_id"]):
       print(f"figure: {path}")

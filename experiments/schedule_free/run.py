@@ -43,6 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results, train  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "schedule_free"
 SF_NAME = "optax.contrib.schedule_free_adamw"
@@ -51,18 +52,7 @@ DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "schedule_free.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "schedule_free.png"
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module  # dataclasses look their module up while being created
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_schedule_free_config", HERE / "config.py")
+config = load_module("optlab_schedule_free_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -505,7 +495,7 @@ def report(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
   print(f"\n{len(records)} records {where} ({cfg.name} mode, {elapsed:.1f} s, of which "
         f"~{compile_s:.1f} s compiling)")
   if figure_path is not None and results_path is not None:
-    drawing = _load_by_path("optlab_paper_figure_schedule_free",
+    drawing = load_module("optlab_paper_figure_schedule_free",
                             REPO / "paper_figures" / "schedule_free.py")
     path = drawing.draw(results_path, figure_path, run_id=records[0]["run_id"])
     print(f"figure: {path}")

@@ -39,6 +39,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
+from optlab.studies import load_module  # noqa: E402
 
 STUDY = "trajectories"
 METHODS = ("gd", "heavy_ball", "nesterov", "adagrad", "rmsprop", "adam")
@@ -48,18 +49,7 @@ DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "trajectories.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "trajectories.png"
 
 
-def _load_by_path(name: str, path: pathlib.Path):
-  """Imports the file `path` as module `name` (once), so this runner needs no package."""
-  if name in sys.modules:
-    return sys.modules[name]
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module  # dataclasses look their module up while being created
-  spec.loader.exec_module(module)
-  return module
-
-
-config = _load_by_path("optlab_trajectories_config", HERE / "config.py")
+config = load_module("optlab_trajectories_config", HERE / "config.py")
 
 
 # ----------------------------------------------------------------------------------
@@ -448,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if figure_path is None:
       default = args.results.resolve() == DEFAULT_RESULTS.resolve()
       figure_path = DEFAULT_FIGURE if default else args.results.with_suffix(".png")
-    figure = _load_by_path("optlab_paper_figure_trajectories",
+    figure = load_module("optlab_paper_figure_trajectories",
                            REPO / "paper_figures" / "trajectories.py")
     print(f"figure: {figure.draw(args.results, figure_path, run_id=records[0]['run_id'])}")
   return 0
