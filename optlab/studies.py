@@ -6,6 +6,7 @@ its runner and the command line load those files by path.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import pathlib
 import sys
@@ -32,3 +33,39 @@ def load_module(name: str, path: str | pathlib.Path) -> ModuleType:
     del sys.modules[name]
     raise
   return module
+
+
+def study_parser(
+    description: str,
+    default_results: pathlib.Path,
+    default_figure: pathlib.Path,
+    repo: pathlib.Path,
+) -> argparse.ArgumentParser:
+  """The command line every study's runner shares (``optlab reproduce`` passes the first three).
+
+  ``--quick`` (the default) or ``--full``, ``--seeds N``, ``--seed S`` (the
+  first seed), ``--results PATH`` (the JSONL to append to), ``--figure PATH`` and
+  ``--no-figure``. A runner adds its own options to the returned parser.
+  """
+  parser = argparse.ArgumentParser(description=description)
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
+                    help="the quick configuration (default)")
+  mode.add_argument("--full", dest="mode", action="store_const", const="full",
+                    help="the full configuration")
+  parser.add_argument("--seeds", type=int, default=None,
+                      help="number of seeds (default: the config's)")
+  parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
+  parser.add_argument("--results", type=pathlib.Path, default=default_results,
+                      help=f"JSONL file to append to (default {_relative(default_results, repo)})")
+  parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+  parser.add_argument("--figure", type=pathlib.Path, default=default_figure,
+                      help=f"the PNG to draw (default {_relative(default_figure, repo)})")
+  return parser
+
+
+def _relative(path: pathlib.Path, root: pathlib.Path) -> str:
+  try:
+    return str(path.relative_to(root))
+  except ValueError:
+    return str(path)

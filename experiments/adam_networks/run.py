@@ -23,7 +23,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import math
 import pathlib
@@ -44,7 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
-from optlab.studies import load_module  # noqa: E402
+from optlab.studies import load_module, study_parser  # noqa: E402
 from optlab.train import make_evaluate, make_scan_epoch, make_train_step, split_model  # noqa: E402
 from optlab.train.state import TrainState  # noqa: E402
 from optlab.train.steps import cross_entropy  # noqa: E402
@@ -556,20 +555,7 @@ def table(records: list[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  mode = parser.add_mutually_exclusive_group()
-  mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                    help="the quick configuration (default)")
-  mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                    help="the full configuration")
-  parser.add_argument("--seeds", type=int, default=None,
-                      help="number of seeds (default: the config's)")
-  parser.add_argument("--seed", type=int, default=0, help="the first seed (default 0)")
-  parser.add_argument("--results", type=pathlib.Path, default=DEFAULT_RESULTS,
-                      help=f"JSONL file to append to (default {DEFAULT_RESULTS.relative_to(REPO)})")
-  parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
-  parser.add_argument("--figure", type=pathlib.Path, default=DEFAULT_FIGURE,
-                      help=f"the PNG to draw (default {DEFAULT_FIGURE.relative_to(REPO)})")
+  parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   args = parser.parse_args(argv)
   cfg = config.CONFIGS[args.mode or "quick"]
   if args.seeds is not None:
