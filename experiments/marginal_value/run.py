@@ -25,7 +25,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import pathlib
 import sys
@@ -44,7 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
-from optlab.studies import load_module  # noqa: E402
+from optlab.studies import load_module, study_parser  # noqa: E402
 
 STUDY = "marginal_value"
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "marginal_value.jsonl"
@@ -474,20 +473,8 @@ def grid_exceptions(records: list[dict]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  mode = parser.add_mutually_exclusive_group()
-  mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                    help="the quick configuration (default)")
-  mode.add_argument("--full", dest="mode", action="store_const", const="full",
-                    help="the full configuration")
-  parser.add_argument("--seeds", type=int, default=None,
-                      help="number of datasets per p (default: the config's)")
-  parser.add_argument("--seed", type=int, default=0, help="the first dataset seed (default 0)")
-  parser.add_argument("--results", type=pathlib.Path, default=DEFAULT_RESULTS,
-                      help=f"JSONL file to append to (default {DEFAULT_RESULTS.relative_to(REPO)})")
-  parser.add_argument("--figure", type=pathlib.Path, default=DEFAULT_FIGURE,
-                      help=f"PNG to draw (default {DEFAULT_FIGURE.relative_to(REPO)})")
-  parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+  # Here a seed is a dataset: --seeds is the number of datasets per p.
+  parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   parser.add_argument("--eps-ablation", action="store_true",
                       help="run the ε ablation (config.EPS_ABLATION) instead; draws no figure")
   args = parser.parse_args(argv)
