@@ -10,7 +10,9 @@ import argparse
 import importlib.util
 import pathlib
 import sys
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import Any
 
 
 def load_module(name: str, path: str | pathlib.Path) -> ModuleType:
@@ -69,3 +71,26 @@ def _relative(path: pathlib.Path, root: pathlib.Path) -> str:
     return str(path.relative_to(root))
   except ValueError:
     return str(path)
+
+
+def redraw_main(
+    draw: Callable[..., Any],
+    description: str,
+    default_results: pathlib.Path,
+    default_figure: pathlib.Path,
+    argv: Sequence[str] | None = None,
+) -> int:
+  """The command line of a ``paper_figures/`` script: redraw from saved results only.
+
+  ``[RESULTS] [--out PATH] [--run-id ID]`` (default: the last run in the file);
+  prints the path (or paths) `draw` wrote.
+  """
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("results", nargs="?", type=pathlib.Path, default=default_results)
+  parser.add_argument("--out", type=pathlib.Path, default=default_figure)
+  parser.add_argument("--run-id", default=None, help="default: the last run in the file")
+  args = parser.parse_args(argv)
+  written = draw(args.results, args.out, run_id=args.run_id)
+  for path in written if isinstance(written, (list, tuple)) else [written]:
+    print(path)
+  return 0

@@ -18,7 +18,6 @@ recent run in the file is drawn.
 
 from __future__ import annotations
 
-import argparse
 import math
 import pathlib
 import sys
@@ -28,10 +27,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import results
+  from optlab import results, studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import results
+  from optlab import results, studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "quadratic_rates.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "quadratic_rates.png"
@@ -221,14 +220,9 @@ def draw(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description="Redraw the quadratic_rates figures.")
-  parser.add_argument("results", nargs="?", type=pathlib.Path, default=DEFAULT_RESULTS)
-  parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_FIGURE)
-  parser.add_argument("--run-id", default=None, help="default: the last run in the file")
-  args = parser.parse_args(argv)
-  for path in draw(args.results, args.out, run_id=args.run_id):
-    print(path)
-  return 0
+  return studies.redraw_main(
+      draw, "Redraw the quadratic_rates figures.", DEFAULT_RESULTS, DEFAULT_FIGURE, argv
+  )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ run is drawn.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -22,10 +21,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import results
+  from optlab import results, studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import results
+  from optlab import results, studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "schedule_free.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "schedule_free.png"
@@ -140,13 +139,9 @@ def draw(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description="Redraw the schedule_free figure.")
-  parser.add_argument("results", nargs="?", type=pathlib.Path, default=DEFAULT_RESULTS)
-  parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_FIGURE)
-  parser.add_argument("--run-id", default=None, help="default: the last run in the file")
-  args = parser.parse_args(argv)
-  print(draw(args.results, args.out, run_id=args.run_id))
-  return 0
+  return studies.redraw_main(
+      draw, "Redraw the schedule_free figure.", DEFAULT_RESULTS, DEFAULT_FIGURE, argv
+  )
 
 
 if __name__ == "__main__":

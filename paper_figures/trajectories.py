@@ -16,7 +16,6 @@ run in the file is drawn. The contour lines are f itself, evaluated on a grid fr
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -25,10 +24,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import problems, results
+  from optlab import problems, results, studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import problems, results
+  from optlab import problems, results, studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "trajectories.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "trajectories.png"
@@ -209,13 +208,9 @@ def draw(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(description="Redraw the trajectories figure.")
-  parser.add_argument("results", nargs="?", type=pathlib.Path, default=DEFAULT_RESULTS)
-  parser.add_argument("--out", type=pathlib.Path, default=DEFAULT_FIGURE)
-  parser.add_argument("--run-id", default=None, help="default: the last run in the file")
-  args = parser.parse_args(argv)
-  print(draw(args.results, args.out, run_id=args.run_id))
-  return 0
+  return studies.redraw_main(
+      draw, "Redraw the trajectories figure.", DEFAULT_RESULTS, DEFAULT_FIGURE, argv
+  )
 
 
 if __name__ == "__main__":
