@@ -94,3 +94,47 @@ def redraw_main(
   for path in written if isinstance(written, (list, tuple)) else [written]:
     print(path)
   return 0
+
+
+def load_run(
+    results_path: str | pathlib.Path,
+    study: str,
+    run_id: str | None = None,
+    *,
+    default_from: Callable[[dict], bool] | None = None,
+) -> list[dict]:
+  """The records of one run of `study` in a results file: `run_id`, or the last run.
+
+  Args:
+    results_path: a JSONL file of ``optlab.results`` records.
+    study: keep only records whose ``"study"`` is this.
+    run_id: the run to return; by default the last run in the file.
+    default_from: when `run_id` is None, the last run is taken among the records
+      for which this is true (e.g. leaving ablations out).
+
+  Returns:
+    The run's records, in file order.
+  """
+  from optlab import results
+
+  records = [r for r in results.read_records(results_path) if r.get("study") == study]
+  candidates = records if default_from is None else [r for r in records if default_from(r)]
+  if not (candidates if run_id is None else records):
+    raise ValueError(f"{results_path}: no {study} records")
+  run_id = run_id or candidates[-1]["run_id"]
+  chosen = [r for r in records if r["run_id"] == run_id]
+  if not chosen:
+    raise ValueError(f"{results_path}: no {study} records with run_id {run_id!r}")
+  return chosen
+
+
+def save_figure(fig: Any, out_path: str | pathlib.Path, dpi: int) -> pathlib.Path:
+  """Lays out, writes (creating the folder) and closes a matplotlib figure."""
+  import matplotlib.pyplot as plt
+
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out_path, dpi=dpi)
+  plt.close(fig)
+  return out_path

@@ -26,10 +26,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import results, studies
+  from optlab import studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import results, studies
+  from optlab import studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "marginal_value.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "marginal_value.png"
@@ -47,15 +47,9 @@ STYLE = {  # label, colour, marker, line style
 
 def load(results_path: str | pathlib.Path, run_id: str | None = None) -> list[dict]:
   """The records of one run of the study: `run_id`, or the last one (not an ablation)."""
-  records = [r for r in results.read_records(results_path) if r.get("study") == STUDY]
-  main_runs = [r for r in records if r.get("ablation") is None]  # not `--eps-ablation`
-  if not (main_runs if run_id is None else records):
-    raise ValueError(f"{results_path}: no {STUDY} records")
-  run_id = run_id or main_runs[-1]["run_id"]
-  chosen = [r for r in records if r["run_id"] == run_id]
-  if not chosen:
-    raise ValueError(f"{results_path}: no {STUDY} records with run_id {run_id!r}")
-  return chosen
+  return studies.load_run(
+      results_path, STUDY, run_id, default_from=lambda r: r.get("ablation") is None
+  )
 
 
 def _style(method: str) -> tuple[str, str, str, str]:

@@ -27,10 +27,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import results, studies
+  from optlab import studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import results, studies
+  from optlab import studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "quadratic_rates.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "quadratic_rates.png"
@@ -46,14 +46,7 @@ YLABEL = r"$\|x_k - x^\star\| \,/\, \|x_0 - x^\star\|$"
 
 def load(results_path: str | pathlib.Path, run_id: str | None = None) -> list[dict]:
   """The records of one run of the study: `run_id`, or the last one in the file."""
-  records = [r for r in results.read_records(results_path) if r.get("study") == STUDY]
-  if not records:
-    raise ValueError(f"{results_path}: no {STUDY} records")
-  run_id = run_id or records[-1]["run_id"]
-  chosen = [r for r in records if r["run_id"] == run_id]
-  if not chosen:
-    raise ValueError(f"{results_path}: no {STUDY} records with run_id {run_id!r}")
-  return chosen
+  return studies.load_run(results_path, STUDY, run_id)
 
 
 def _curve(record: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -24,10 +24,10 @@ import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 try:
-  from optlab import problems, results, studies
+  from optlab import problems, studies
 except ImportError:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
-  from optlab import problems, results, studies
+  from optlab import problems, studies
 
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "trajectories.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "trajectories.png"
@@ -44,14 +44,7 @@ CONTOUR_POINTS = 300  # per axis
 
 def load(results_path: str | pathlib.Path, run_id: str | None = None) -> list[dict]:
   """The records of one run of the study: `run_id`, or the last one in the file."""
-  records = [r for r in results.read_records(results_path) if r.get("study") == STUDY]
-  if not records:
-    raise ValueError(f"{results_path}: no {STUDY} records")
-  run_id = run_id or records[-1]["run_id"]
-  chosen = [r for r in records if r["run_id"] == run_id]
-  if not chosen:
-    raise ValueError(f"{results_path}: no {STUDY} records with run_id {run_id!r}")
-  return chosen
+  return studies.load_run(results_path, STUDY, run_id)
 
 
 def _array(values) -> np.ndarray:
@@ -199,12 +192,7 @@ def draw(
     "BFGS (black, dashed) is the reference",
     fontsize=10,
   )
-  fig.tight_layout()
-  out_path = pathlib.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out_path, dpi=DPI)
-  plt.close(fig)
-  return out_path
+  return studies.save_figure(fig, out_path, DPI)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
