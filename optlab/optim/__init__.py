@@ -33,10 +33,11 @@ from optlab.optim.schedules import (
     schedule_names,
     warmup_stable_decay_schedule,
 )
-from optlab.optim.space import Choice, IntUniform, LogUniform, Uniform
+from optlab.optim.space import Choice, Conditional, IntUniform, LogUniform, SearchSpace, Uniform
 
 __all__ = [
     "Choice",
+    "Conditional",
     "IntUniform",
     "LogUniform",
     "MomentumState",
@@ -50,6 +51,7 @@ __all__ = [
     "ScaleByNadamState",
     "ScaleByRadamState",
     "ScaleByRmspropState",
+    "SearchSpace",
     "Uniform",
     "adadelta",
     "adagrad",
