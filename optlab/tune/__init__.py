@@ -13,13 +13,22 @@ from optlab.optim.space import (
     SearchSpace,
     Uniform,
 )
+from optlab.tune.report import SearchResult, plot_search
+from optlab.tune.search import PRUNERS, STRATEGIES, PruningCallback, Trial, search
 
 __all__ = [
+    "PRUNERS",
+    "STRATEGIES",
     "Choice",
     "Conditional",
     "Dimension",
     "IntUniform",
     "LogUniform",
+    "PruningCallback",
+    "SearchResult",
     "SearchSpace",
+    "Trial",
     "Uniform",
+    "plot_search",
+    "search",
 ]
