@@ -13,12 +13,22 @@ from optlab.optim.space import (
     SearchSpace,
     Uniform,
 )
+from optlab.tune.cv import (
+    CVResult,
+    SelectionResult,
+    cross_validate,
+    make_folds,
+    plot_validation_curve,
+    select,
+)
 from optlab.tune.report import SearchResult, plot_search
 from optlab.tune.search import PRUNERS, STRATEGIES, PruningCallback, Trial, search
+from optlab.tune.sweep import SweepResult, sweep
 
 __all__ = [
     "PRUNERS",
     "STRATEGIES",
+    "CVResult",
     "Choice",
     "Conditional",
     "Dimension",
@@ -27,8 +37,15 @@ __all__ = [
     "PruningCallback",
     "SearchResult",
     "SearchSpace",
+    "SelectionResult",
+    "SweepResult",
     "Trial",
     "Uniform",
+    "cross_validate",
+    "make_folds",
     "plot_search",
+    "plot_validation_curve",
     "search",
+    "select",
+    "sweep",
 ]

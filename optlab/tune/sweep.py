@@ -1,0 +1,660 @@
+"""Vectorized sweeps: a grid of hyperparameters × seeds (× folds) trained as one program.
+
+``sweep`` injects the hyperparameters into the optimizer state
+(``optax.inject_hyperparams``), stacks one model state per run, and ``jax.vmap``s
+optlab's scanned epoch over the run axis: every run of a chunk trains in the same
+compiled program, with the training data shared (each run gathers its own batches)
+and its own batch order. Runs follow ``optlab.train.fit``'s conventions exactly
+(model built from ``nnx.Rngs(seed)``, batch order from ``fold_in(key(seed), epoch)``),
+so one run of a sweep gives the numbers ``fit`` gives for that configuration.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import inspect
+import itertools
+import math
+import numbers
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from optlab.train import steps as steps_lib
+from optlab.train.state import TrainState, split_model
+
+
+@dataclasses.dataclass
+class SweepResult:
+  """What :func:`sweep` returns.
+
+  Attributes:
+    configs: one dict per configuration, in grid order (the product of the
+      hyperparameter axes in the order given, then ``batch_size`` if swept).
+    seeds: the seeds.
+    num_folds: the number of folds, or None when no folds were given.
+    epochs: the epochs (0-based) at which the runs were evaluated.
+    values: ``{key: array}`` indexed ``[config, seed(, fold), evaluation]`` for
+      ``train_loss`` and every ``val_*`` / ``test_*`` metric; NaN after a run diverged.
+    status: ``[config, seed(, fold)]`` array of ``"completed"`` or ``"diverged"``.
+    skipped_steps: ``[config, seed(, fold)]`` steps skipped as non-finite.
+    compile_seconds: time spent compiling.
+    train_seconds: time spent training and evaluating, compilation excluded.
+    num_chunks: compiled-program calls per epoch (chunks over all groups).
+    chunk_size: runs per chunk (of the largest group).
+    params: final parameters stacked ``[config, seed(, fold), ...]`` (``keep_params=True``).
+  """
+
+  configs: list[dict[str, Any]]
+  seeds: list[int]
+  num_folds: int | None
+  epochs: np.ndarray
+  values: dict[str, np.ndarray]
+  status: np.ndarray
+  skipped_steps: np.ndarray
+  compile_seconds: float
+  train_seconds: float
+  num_chunks: int
+  chunk_size: int
+  params: Any = None
+
+  def __getitem__(self, key: str) -> np.ndarray:
+    if key not in self.values:
+      raise KeyError(f"{key!r} was not recorded; recorded: {sorted(self.values)}")
+    return self.values[key]
+
+  def keys(self) -> list[str]:
+    return list(self.values)
+
+  def _run_axes(self) -> tuple[int, ...]:
+    return (1, 2) if self.num_folds is not None else (1,)
+
+  def mean(self, key: str) -> np.ndarray:
+    """``[config, evaluation]`` mean over seeds (and folds)."""
+    return np.mean(self[key], axis=self._run_axes())
+
+  def std(self, key: str) -> np.ndarray:
+    """``[config, evaluation]`` standard deviation over seeds (and folds)."""
+    return np.std(self[key], axis=self._run_axes())
+
+  def best(self, key: str, mode: str = "auto") -> tuple[dict[str, Any], float]:
+    """(config, value) of the best mean final value of `key`; diverged configs never win.
+
+    Args:
+      key: a recorded key, e.g. ``"val_accuracy"``.
+      mode: ``"max"``, ``"min"`` or ``"auto"`` (losses are minimized, other
+        metrics follow ``optlab.metrics.greater_is_better``).
+    """
+    final = self.mean(key)[:, -1]
+    if np.all(np.isnan(final)):
+      raise ValueError(f"best: every configuration has a non-finite {key!r} (all diverged?)")
+    maximize = _maximize(key, mode)
+    index = int(np.nanargmax(final) if maximize else np.nanargmin(final))
+    return dict(self.configs[index]), float(final[index])
+
+  def to_records(self) -> list[dict[str, Any]]:
+    """One dict per (config, seed, fold, evaluation), for ``optlab.results.append_records``."""
+    records = []
+    for run in np.ndindex(self.status.shape):
+      base = {"kind": "sweep", **self.configs[run[0]], "seed": self.seeds[run[1]],
+              **({"fold": run[2]} if len(run) == 3 else {}), "status": str(self.status[run])}
+      for e, epoch in enumerate(self.epochs):
+        records.append({**base, "epoch": int(epoch),
+                        **{k: float(v[(*run, e)]) for k, v in self.values.items()}})
+    return records
+
+
+def _maximize(key: str, mode: str) -> bool:
+  if mode not in ("auto", "max", "min"):
+    raise ValueError(f"mode must be 'auto', 'max' or 'min', got {mode!r}")
+  if mode != "auto":
+    return mode == "max"
+  name = key.split("_", 1)[1] if key.startswith(("val_", "test_", "train_")) else key
+  if name == "loss":
+    return False
+  from optlab import metrics
+
+  return metrics.greater_is_better(name)
+
+
+def _as_arrays(data: Any, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+  if data is None:
+    return None
+  if hasattr(data, "x") and hasattr(data, "y"):
+    x, y = data.x, data.y
+  elif isinstance(data, (tuple, list)) and len(data) == 2:
+    x, y = data
+  else:
+    raise TypeError(f"sweep: {name} must be an (x, y) pair or a Dataset, got "
+                    f"{type(data).__name__}")
+  x, y = np.asarray(x), np.asarray(y)
+  if x.shape[0] != y.shape[0]:
+    raise ValueError(f"sweep: {name} has {x.shape[0]} inputs but {y.shape[0]} targets")
+  if x.shape[0] == 0:
+    raise ValueError(f"sweep: {name} is empty")
+  return x, y
+
+
+def _is_number(value: Any) -> bool:
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)) or (
+      isinstance(value, (np.ndarray, jax.Array)) and np.ndim(value) == 0
+      and np.issubdtype(np.asarray(value).dtype, np.number))
+
+
+class _Optimizer:
+  """Builds the injected optimizer from a registry name or a factory, checking arguments."""
+
+  def __init__(self, optimizer: str | Callable[..., optax.GradientTransformation],
+               fixed: Mapping[str, Any], names: Sequence[str]):
+    from optlab import optim
+
+    if isinstance(optimizer, str):
+      entry = optim.info(optimizer)
+      self.label, self.accepted = entry.name, tuple(entry.hyperparameters)
+      self.static_args, any_kwargs = tuple(entry.static_args), False
+      self._build = lambda **kw: optim.get(optimizer, inject=True, **kw)
+    elif callable(optimizer):
+      signature = inspect.signature(optimizer)
+      self.label = getattr(optimizer, "__name__", repr(optimizer))
+      self.accepted = tuple(p for p, v in signature.parameters.items()
+                            if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD))
+      any_kwargs = any(v.kind is v.VAR_KEYWORD for v in signature.parameters.values())
+      self.static_args = ()
+      self._build = lambda **kw: optax.inject_hyperparams(optimizer)(**kw)
+    else:
+      raise TypeError(f"sweep: optimizer must be a registry name or a factory of "
+                      f"hyperparameters, got {type(optimizer).__name__}")
+    for where, keys in (("hyperparams", names), ("fixed", list(fixed))):
+      unknown = [k for k in keys if k not in self.accepted]
+      if unknown and not any_kwargs:
+        raise TypeError(f"sweep: {where} {unknown} are not hyperparameters of optimizer "
+                        f"{self.label!r}; it accepts: {', '.join(self.accepted)}")
+    both = sorted(set(names) & set(fixed))
+    if both:
+      raise ValueError(f"sweep: {both} are both swept (hyperparams) and fixed; give each once")
+    self.fixed = dict(fixed)
+
+  def build(self, values: Mapping[str, Any]) -> optax.GradientTransformation:
+    return self._build(**self.fixed, **values)
+
+
+def _grid_names(hyperparams: Any) -> list[str]:
+  if isinstance(hyperparams, Mapping):
+    return list(hyperparams)
+  if isinstance(hyperparams, Sequence) and not isinstance(hyperparams, (str, bytes)):
+    if hyperparams and isinstance(hyperparams[0], Mapping):
+      return list(hyperparams[0])
+    if not hyperparams:
+      raise ValueError("sweep: hyperparams is an empty list of configurations")
+  raise TypeError(f"sweep: hyperparams must be a mapping name -> values (a grid) or a list of "
+                  f"configuration dicts, got {type(hyperparams).__name__}")
+
+
+def _grid(hyperparams: Any, static_args: Sequence[str]):
+  """(configs, names, vmapped names) after checking the grid or the list of configurations."""
+  names = _grid_names(hyperparams)
+  if isinstance(hyperparams, Mapping):
+    if not hyperparams:
+      raise ValueError("sweep: hyperparams is empty; give at least one axis, e.g. "
+                       "{'learning_rate': [0.1]}")
+    axes = {}
+    for name, values in hyperparams.items():
+      if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        values = [values]
+      values = list(np.asarray(values).tolist() if isinstance(values, np.ndarray) else values)
+      if not values:
+        raise ValueError(f"sweep: hyperparams[{name!r}] is empty; give at least one value")
+      axes[name] = values
+    configs = [dict(zip(names, values, strict=True))
+               for values in itertools.product(*(axes[k] for k in names))]
+  else:
+    configs = [dict(c) for c in hyperparams]
+    for i, config in enumerate(configs):
+      if sorted(config) != sorted(names):
+        raise ValueError(f"sweep: configuration {i} has keys {sorted(config)}, configuration 0 "
+                         f"has {sorted(names)}; every configuration needs the same keys")
+  vmapped = []
+  for name in names:
+    values = [c[name] for c in configs]
+    numeric = [_is_number(v) for v in values]
+    if all(numeric) and name not in static_args:
+      floating = any(isinstance(v, float) or np.issubdtype(np.asarray(v).dtype, np.floating)
+                     for v in values)
+      for c in configs:
+        c[name] = float(c[name]) if floating else int(c[name])
+      vmapped.append(name)
+    elif any(numeric) and name not in static_args:
+      bad = [v for v, ok in zip(values, numeric, strict=True) if not ok]
+      raise TypeError(f"sweep: hyperparams[{name!r}] mixes numbers with non-numeric values "
+                      f"{bad!r}; a swept numeric hyperparameter is vmapped and needs real "
+                      "numbers only (non-numeric values of a separate axis compile one "
+                      "program each)")
+  return configs, names, vmapped
+
+
+def _tree_bytes(tree: Any) -> int:
+  return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+             for leaf in jax.tree.leaves(tree))
+
+
+def default_memory_limit() -> int:
+  """Half of the device memory left free (CPU: half the free RAM from os.sysconf, or 2 GiB)."""
+  try:
+    stats = jax.devices()[0].memory_stats() or {}
+  except Exception:  # backends without memory statistics
+    stats = {}
+  if "bytes_limit" in stats:
+    return max(1, int(0.5 * (stats["bytes_limit"] - stats.get("bytes_in_use", 0))))
+  try:
+    free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return max(1, int(0.5 * free))
+  except (ValueError, OSError, AttributeError):
+    return 2 << 30
+
+
+def _track(losses: np.ndarray, skipped: np.ndarray, done_skipped: np.ndarray, alive: np.ndarray,
+           reference: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
+  """Epoch loss per run (fit's rule: mean of the finite losses) and divergence, in place.
+
+  A run diverges when its epoch loss is not finite, every step was skipped, or the
+  loss exceeds `factor` times its first finite epoch loss (kept in `reference`);
+  `alive` is cleared for it. Returns (train_loss, steps skipped so far).
+  """
+  finite = np.isfinite(losses)
+  train_loss = np.array([row[ok].mean() if ok.any() else np.nan
+                         for row, ok in zip(losses, finite, strict=True)], np.float64)
+  first = alive & np.isnan(reference) & np.isfinite(train_loss)
+  reference[first] = np.maximum(train_loss[first], 1e-12)
+  with np.errstate(invalid="ignore"):
+    diverged = (~np.isfinite(train_loss) | (skipped - done_skipped == losses.shape[1])
+                | (train_loss > factor * reference))
+  alive &= ~diverged
+  return train_loss, skipped
+
+
+def _auto_chunk_size(train_step, params, rest, opt_shape, x, y, batch_size, eval_batch_size,
+                     budget) -> int:
+  """Runs per chunk within `budget` bytes: per run 4 × its state plus the bytes one
+  train step touches (XLA's cost model) times the eval/train batch ratio (conservative)."""
+  state_bytes = _tree_bytes(params) + _tree_bytes(rest) + _tree_bytes(opt_shape)
+  one = TrainState(jnp.zeros([], jnp.int32), params, rest, opt_shape, jnp.zeros([], jnp.int32))
+  xb = jax.ShapeDtypeStruct((batch_size, *x.shape[1:]), x.dtype)
+  yb = jax.ShapeDtypeStruct((batch_size, *y.shape[1:]), y.dtype)
+  try:
+    touched = int(jax.jit(train_step).lower(one, xb, yb).cost_analysis()["bytes accessed"])
+  except Exception:  # no cost model on this backend: count the state alone
+    touched = 4 * state_bytes
+  per_run = 4 * state_bytes + touched * max(1, -(-eval_batch_size // batch_size))
+  return max(1, budget // max(per_run, 1))
+
+
+def _pad_chunk(runs: Sequence[int], size: int) -> np.ndarray:
+  """Run ids of one chunk, padded to `size` by repeating the last run."""
+  return np.asarray(list(runs) + [runs[-1]] * (size - len(runs)), np.int64)
+
+
+def sweep(
+    model_fn: Callable[[nnx.Rngs], nnx.Module],
+    optimizer: str | Callable[..., optax.GradientTransformation],
+    train: Any,
+    *,
+    hyperparams: Mapping[str, Sequence[Any]] | Sequence[Mapping[str, Any]],
+    seeds: Sequence[int] | int = (0,),
+    fixed: Mapping[str, Any] | None = None,
+    validation: Any = None,
+    test: Any = None,
+    loss: str | steps_lib.LossFn = "cross_entropy",
+    metrics: Sequence[str] = ("accuracy",),
+    epochs: int = 10,
+    batch_size: int = 64,
+    eval_batch_size: int = 1024,
+    eval_every: int = 1,
+    batch_sizes: Sequence[int] | None = None,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    chunk_size: int | None = None,
+    memory_limit_bytes: int | None = None,
+    skip_nonfinite: bool = True,
+    l2: float = 0.0,
+    divergence_factor: float = 1e3,
+    keep_params: bool = False,
+) -> SweepResult:
+  """Trains every configuration of a grid × seeds (× folds) as vmapped, compiled programs.
+
+  Run ``r`` = (config, seed, fold) starts from ``model_fn(nnx.Rngs(seed))`` and
+  draws the batch order of epoch ``e`` from ``fold_in(key(seed), e)``, exactly as
+  ``fit(model_fn(nnx.Rngs(seed)), tx, train, seed=seed)`` does; the swept numeric
+  hyperparameters live in ``opt_state.hyperparams`` and are ``vmap``ped with the
+  model state, so a chunk of runs is one program per epoch (a ``lax.scan`` over
+  batches). Non-numeric hyperparameter values (booleans, strings) and each batch
+  size of `batch_sizes` change the program, so each combination is its own
+  vmapped group; results land in the same arrays.
+
+  Chunks: runs per program = `chunk_size`, or the most that fit in
+  `memory_limit_bytes` by an estimate per run (4 × params + model and optimizer
+  state, plus the bytes one train step touches). The last chunk is padded by
+  repeating a run (its results dropped) so every chunk reuses one compilation.
+
+  A run whose epoch loss is not finite, whose steps were all skipped, or whose loss
+  exceeds `divergence_factor` × its first epoch's is marked ``"diverged"`` and its
+  later values are NaN; the other runs are untouched (runs never mix).
+
+  Args:
+    model_fn: builds a fresh model from an ``nnx.Rngs`` (called once per seed).
+    optimizer: a registry name (``optlab.optim.get(name, inject=True, ...)``) or a
+      factory taking hyperparameters as keyword arguments (wrapped with
+      ``optax.inject_hyperparams``).
+    train: ``(x, y)`` or a Dataset.
+    hyperparams: grid axes ``{name: values}``, whose product is swept, or a list of
+      configurations (dicts with the same keys), swept as given.
+    seeds: seeds (or a count: ``range(seeds)``): model initialisation and data order.
+    fixed: other optimizer hyperparameters, the same for every run.
+    validation: evaluated every `eval_every` epochs (``val_*``); ignored with `folds`,
+      whose held-out part is the validation set.
+    test: evaluated likewise (``test_*``).
+    loss: as in ``fit``.
+    metrics: metric names of ``optlab.metrics``.
+    epochs: epochs per run.
+    batch_size: examples per step (the last incomplete batch is dropped).
+    eval_batch_size: examples per chunk when evaluating.
+    eval_every: evaluate every this many epochs (and at the last).
+    batch_sizes: optional grid axis over batch size (overrides `batch_size`).
+    folds: optional ``(train_idx, val_idx)`` pairs into `train`, an extra vmapped
+      axis; train indices are truncated to the shortest fold's length, validation
+      uses a mask, so unequal validation sizes are exact.
+    chunk_size: runs per compiled program; None picks it from the memory budget.
+    memory_limit_bytes: the budget (default: :func:`default_memory_limit`).
+    skip_nonfinite: skip (and count) steps with non-finite loss or gradients.
+    l2: coefficient of ½‖θ‖² added to the loss.
+    divergence_factor: as in ``fit``.
+    keep_params: return the final parameters of every run.
+
+  Returns:
+    A :class:`SweepResult`.
+
+  Example:
+    >>> import numpy as np
+    >>> from optlab import models
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 2, 64)
+    >>> result = sweep(lambda rngs: models.MLP(4, [8], 2, rngs=rngs), "sgd", (x, y),
+    ...                hyperparams={"learning_rate": [0.01, 0.1]}, seeds=2, epochs=2,
+    ...                batch_size=16, validation=(x, y))  # doctest: +SKIP
+    >>> result["val_accuracy"].shape  # [config, seed, evaluation]  # doctest: +SKIP
+    (2, 2, 2)
+
+  Reference: optax, ``inject_hyperparams`` (hyperparameters kept in the optimizer
+  state, so that ``jax.vmap`` can map over them).
+  """
+  # -- checks -----------------------------------------------------------------
+  fixed = dict(fixed or {})
+  optional = {"chunk_size": chunk_size, "memory_limit_bytes": memory_limit_bytes}
+  for name, value in {"epochs": epochs, "batch_size": batch_size, "eval_every": eval_every,
+                      "eval_batch_size": eval_batch_size,
+                      **{k: v for k, v in optional.items() if v is not None}}.items():
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+      raise ValueError(f"sweep: {name} must be an int ≥ 1, got {value!r}")
+  seeds = list(range(seeds)) if isinstance(seeds, numbers.Integral) else list(seeds)
+  if not seeds:
+    raise ValueError("sweep: seeds is empty; give at least one seed (or a count ≥ 1)")
+  if not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in seeds):
+    raise TypeError(f"sweep: seeds must be ints, got {seeds!r}")
+  seeds = [int(s) for s in seeds]
+  opt = _Optimizer(optimizer, fixed, _grid_names(hyperparams))
+  configs, names, vmapped = _grid(hyperparams, opt.static_args)
+  if batch_sizes is not None:
+    batch_sizes = [int(b) for b in batch_sizes]
+    if not batch_sizes or min(batch_sizes) < 1:
+      raise ValueError(f"sweep: batch_sizes must be ints ≥ 1, got {batch_sizes!r}")
+  x, y = _as_arrays(train, "train")
+  n = x.shape[0]
+  eval_sets = {p: d for p, d in (("val", _as_arrays(validation, "validation")),
+                                 ("test", _as_arrays(test, "test"))) if d is not None}
+  if folds is not None:
+    folds = [(np.asarray(t, np.int64).ravel(), np.asarray(v, np.int64).ravel())
+             for t, v in folds]
+    if not folds:
+      raise ValueError("sweep: folds is empty")
+    for i, (t, v) in enumerate(folds):
+      if t.size == 0 or v.size == 0:
+        raise ValueError(f"sweep: fold {i} has an empty train or validation index array")
+      if min(t.min(), v.min()) < 0 or max(t.max(), v.max()) >= n:
+        raise ValueError(f"sweep: fold {i} has indices outside [0, {n})")
+    eval_sets.pop("val", None)
+    train_len = min(t.size for t, _ in folds)
+    train_idx = np.stack([t[:train_len] for t, _ in folds]).astype(np.int32)
+    val_len = max(v.size for _, v in folds)
+    val_idx = np.zeros((len(folds), val_len), np.int32)
+    val_mask = np.zeros((len(folds), val_len), bool)
+    for i, (_, v) in enumerate(folds):
+      val_idx[i, :v.size], val_mask[i, :v.size] = v, True
+  else:
+    train_len = n
+    train_idx = np.arange(n, dtype=np.int32)[None]
+  sizes = batch_sizes if batch_sizes is not None else [batch_size]
+  if max(sizes) > train_len:
+    what = "the shortest fold's" if folds is not None else "the"
+    raise ValueError(f"sweep: batch_size {max(sizes)} is larger than {what} {train_len} "
+                     "training examples")
+
+  # -- the grid of runs -------------------------------------------------------
+  if batch_sizes is not None:
+    configs = [{**c, "batch_size": b} for c in configs for b in batch_sizes]
+  num_folds = len(folds) if folds is not None else None
+  shape = (len(configs), len(seeds), *(() if folds is None else (len(folds),)))
+  num_runs = math.prod(shape)
+  run_config, run_seed, run_fold = (a.ravel() for a in np.indices(
+      (len(configs), len(seeds), num_folds or 1)))
+  static_names = [k for k in names if k not in vmapped]
+
+  def group_key(config):
+    return (config.get("batch_size", batch_size) if batch_sizes is not None else batch_size,
+            tuple(repr(config[k]) for k in static_names))
+
+  groups: dict[Any, list[int]] = {}
+  for r in range(num_runs):
+    groups.setdefault(group_key(configs[run_config[r]]), []).append(r)
+
+  # -- models, one per seed ---------------------------------------------------
+  models = [model_fn(nnx.Rngs(seed)) for seed in seeds]
+  if not all(isinstance(m, nnx.Module) for m in models):
+    raise TypeError("sweep: model_fn must return a flax.nnx.Module")
+  split = [split_model(m) for m in models]
+  train_graphdef, eval_graphdef = split[0][0], split[0][1]
+  seed_params = jax.tree.map(lambda *a: jnp.stack(a), *[s[2] for s in split])
+  seed_rest = jax.tree.map(lambda *a: jnp.stack(a), *[s[3] for s in split])
+  params_one, rest_one = split[0][2], split[0][3]
+
+  loss_fn = steps_lib.get_loss(loss)
+  from optlab import metrics as metrics_lib
+
+  metric_fns = {m: metrics_lib.get(m) for m in metrics}
+  x_dev, y_dev = jax.device_put(x), jax.device_put(y)
+  eval_dev = {p: (jax.device_put(a), jax.device_put(b)) for p, (a, b) in eval_sets.items()}
+  eval_len = max([a.shape[0] for a, _ in eval_sets.values()]
+                 + ([val_idx.shape[1]] if folds is not None else []) + [1])
+  eval_epochs = [e for e in range(epochs) if (e + 1) % eval_every == 0 or e + 1 == epochs]
+  keys = ["train_loss"]
+  metric_keys = ["loss", *metric_fns]
+  if folds is not None:
+    keys += [f"val_{m}" for m in metric_keys]
+  keys += [f"{p}_{m}" for p in eval_sets for m in metric_keys]
+  values = {k: np.full((num_runs, len(eval_epochs)), np.nan) for k in keys}
+  status = np.full(num_runs, "completed", dtype=object)
+  skipped = np.zeros(num_runs, np.int64)
+  final_params: list[Any] = [None] * num_runs if keep_params else []
+  compile_seconds = train_seconds = 0.0
+  num_chunks = 0
+  largest_chunk = 0
+  budget = memory_limit_bytes or default_memory_limit()
+
+  for (bs, _), runs in groups.items():
+    config0 = configs[run_config[runs[0]]]
+    static_values = {k: config0[k] for k in static_names}
+    tx = opt.build({**static_values, **{k: config0[k] for k in vmapped}})
+    opt_shape = jax.eval_shape(tx.init, params_one)
+    hyper_leaves = getattr(opt_shape, "hyperparams", None)
+    missing = [k for k in vmapped if hyper_leaves is None or k not in hyper_leaves]
+    if missing:
+      raise TypeError(f"sweep: {missing} of optimizer {opt.label!r} are not injectable "
+                      "(not numeric in its injected state); pass them in `fixed` or as "
+                      "non-numeric values")
+    train_step = steps_lib.make_train_step(train_graphdef, tx, loss_fn, l2=l2,
+                                           skip_nonfinite=skip_nonfinite)
+
+    def one_epoch(state, idx, key, x, y, train_step=train_step, bs=bs):
+      def step(state, batch, _unused):
+        return train_step(state, jnp.take(x, batch, axis=0), jnp.take(y, batch, axis=0))
+
+      # The run's own index array plays the data: batches of indices, then a gather.
+      return steps_lib.make_scan_epoch(step, bs)(state, idx, idx, key)
+
+    def init(params, rest, hyper, tx=tx):
+      opt_state = jax.vmap(tx.init)(params)
+      for k in vmapped:
+        opt_state.hyperparams[k] = hyper[k].astype(opt_state.hyperparams[k].dtype)
+      zeros = jnp.zeros(jax.tree.leaves(params)[0].shape[:1], jnp.int32)
+      return TrainState(zeros, params, rest, opt_state, zeros)
+
+    size = chunk_size or _auto_chunk_size(train_step, params_one, rest_one, opt_shape, x, y,
+                                          bs, eval_batch_size, budget)
+    size = min(size, len(runs))
+    chunks_here = -(-len(runs) // size)
+    size = -(-len(runs) // chunks_here)  # same number of chunks, least padding
+    num_chunks += chunks_here
+    largest_chunk = max(largest_chunk, size)
+
+    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
+    # Evaluation chunks no longer than the largest evaluation set: no padded rows.
+    eval_fn = jax.jit(jax.vmap(steps_lib.make_evaluate(
+        eval_graphdef, loss_fn, metric_fns, min(eval_batch_size, eval_len)),
+        in_axes=(0, 0, None, None)))
+    masked_fn = jax.jit(jax.vmap(_masked_evaluate(
+        eval_graphdef, loss_fn, metric_fns, min(eval_batch_size, eval_len)),
+        in_axes=(0, 0, None, None, 0, 0)))
+    init_fn = jax.jit(init)
+    compiled: dict[str, Any] = {}
+
+    for chunk in range(chunks_here):
+      ids = _pad_chunk(runs[chunk * size:(chunk + 1) * size], size)
+      real = len(runs[chunk * size:(chunk + 1) * size])
+      seed_index = jnp.asarray(run_seed[ids])
+      hyper = {k: jnp.asarray([configs[run_config[r]][k] for r in ids]) for k in vmapped}
+      params = jax.tree.map(lambda a, i=seed_index: jnp.take(a, i, axis=0), seed_params)
+      rest = jax.tree.map(lambda a, i=seed_index: jnp.take(a, i, axis=0), seed_rest)
+      idx = jnp.asarray(train_idx[run_fold[ids] if folds is not None else np.zeros_like(ids)])
+      base_keys = jax.vmap(jax.random.key)(jnp.asarray([seeds[s] for s in run_seed[ids]]))
+      if not compiled:
+        tic = time.perf_counter()
+        compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
+        state_shape = jax.eval_shape(init, params, rest, hyper)
+        compiled["epoch"] = _compile(epoch_fn.lower(state_shape, idx, base_keys, x_dev, y_dev))
+        compile_seconds += time.perf_counter() - tic
+      tic = time.perf_counter()
+      state = compiled["init"](params, rest, hyper)
+      alive = np.ones(size, bool)
+      reference = np.full(size, np.nan)
+      done_skipped = np.zeros(size, np.int64)
+      evaluation = 0
+      for epoch in range(epochs):
+        keys_e = jax.vmap(jax.random.fold_in, in_axes=(0, None))(base_keys, epoch)
+        state, losses = compiled["epoch"](state, idx, keys_e, x_dev, y_dev)
+        train_loss, done_skipped = _track(np.asarray(losses), np.asarray(state.skipped),
+                                          done_skipped, alive, reference, divergence_factor)
+        if epoch not in eval_epochs:
+          continue
+        logs = {"train_loss": train_loss}
+        calls = {p: (eval_fn, (state.params, state.model_state, *xy)) for p, xy in eval_dev.items()}
+        if folds is not None:
+          calls["val"] = (masked_fn, (state.params, state.model_state, x_dev, y_dev,
+                                      jnp.asarray(val_idx[run_fold[ids]]),
+                                      jnp.asarray(val_mask[run_fold[ids]])))
+        for prefix, (fn, args) in calls.items():
+          out, spent = _timed_call(compiled, prefix, fn, *args)
+          tic, compile_seconds = tic + spent, compile_seconds + spent  # off the training clock
+          logs.update({f"{prefix}_{k}": np.asarray(v) for k, v in out.items()})
+        for k, v in logs.items():
+          v = np.where(alive, np.asarray(v, np.float64), np.nan)
+          values[k][ids[:real], evaluation] = v[:real]
+        evaluation += 1
+      status[ids[:real]] = np.where(alive[:real], "completed", "diverged")
+      skipped[ids[:real]] = done_skipped[:real]
+      if keep_params:
+        host = jax.device_get(state.params)
+        for j in range(real):
+          final_params[ids[j]] = jax.tree.map(lambda a, j=j: a[j], host)
+      jax.block_until_ready(state)
+      train_seconds += time.perf_counter() - tic
+
+  stacked = None
+  if keep_params:
+    stacked = jax.tree.map(lambda *a: np.stack(a).reshape(*shape, *a[0].shape), *final_params)
+  return SweepResult(
+      configs=configs, seeds=seeds, num_folds=num_folds, epochs=np.asarray(eval_epochs),
+      values={k: v.reshape(*shape, len(eval_epochs)) for k, v in values.items()},
+      status=status.reshape(shape).astype(str), skipped_steps=skipped.reshape(shape),
+      compile_seconds=compile_seconds, train_seconds=train_seconds, num_chunks=num_chunks,
+      chunk_size=largest_chunk, params=stacked,
+  )
+
+
+# Compiled programs by (program text, argument and result structure): a sweep run
+# again with the same shapes (model selection, cross-validation, the sequential
+# baseline of the benchmark) reuses them instead of compiling again.
+_COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
+_COMPILED_MAX = 32
+
+
+def _compile(lowered: Any) -> Any:
+  # Only programs whose text says everything: no constants passed as hidden
+  # arguments, no host callbacks (Python objects the text does not show).
+  lowering = getattr(lowered, "_lowering", None)
+  hidden = (lowering is None or getattr(lowering, "const_args", None)
+            or getattr(lowering, "compile_args", {}).get("host_callbacks", True))
+  if hidden:
+    return lowered.compile()
+  key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), lowered.in_tree,
+         lowered.out_tree)
+  if key in _COMPILED:
+    _COMPILED.move_to_end(key)
+    return _COMPILED[key]
+  compiled = lowered.compile()
+  _COMPILED[key] = compiled
+  while len(_COMPILED) > _COMPILED_MAX:
+    _COMPILED.popitem(last=False)
+  return compiled
+
+
+def _timed_call(compiled: dict[str, Any], name: str, fn: Any, *args: Any):
+  """Calls the compiled `fn` (compiling it on first use); returns (outputs, compile seconds)."""
+  spent = 0.0
+  if name not in compiled:
+    tic = time.perf_counter()
+    compiled[name] = _compile(fn.lower(*args))
+    spent = time.perf_counter() - tic
+  return compiled[name](*args), spent
+
+
+def _masked_evaluate(graphdef, loss_fn, metric_fns, batch_size):
+  """``evaluate(params, model_state, x, y, idx, mask)`` over ``x[idx]`` where `mask` is set."""
+  predict = steps_lib.make_predict(graphdef, batch_size)
+
+  def evaluate(params, model_state, x, y, idx, mask):
+    xs, ys = jnp.take(x, idx, axis=0), jnp.take(y, idx, axis=0)
+    outputs = predict(params, model_state, xs)
+    per_example = jax.vmap(lambda o, t: loss_fn(o[None], t[None]))(outputs, ys)
+    weight = mask.astype(per_example.dtype)
+    results = {"loss": jnp.sum(per_example * weight) / jnp.sum(weight)}
+    for name, fn in metric_fns.items():
+      results[name] = fn(outputs, ys, mask=mask)
+    return results
+
+  return evaluate

@@ -1,0 +1,123 @@
+"""Vectorized sweeps: the same numbers as each run alone, chunking, seeds, divergence, checks."""
+
+import numpy as np
+import pytest
+from flax import nnx
+
+from optlab import data, models, optim
+from optlab.train import fit
+from optlab.tune.sweep import sweep
+
+LEARNING_RATES = [0.05, 0.2, 0.5, 50.0]  # the last one diverges
+
+
+@pytest.fixture(scope="module")
+def iris():
+  ds = data.iris()
+  x = data.Standardizer.fit(ds.x).apply(ds.x).astype(np.float32)
+  return x, ds.y
+
+
+def _mlp(rngs):
+  return models.MLP(4, [8], 3, rngs=rngs)
+
+
+def _sweep(iris, **kwargs):
+  return sweep(_mlp, "sgd", iris, hyperparams={"learning_rate": LEARNING_RATES},
+               fixed={"momentum": 0.9}, seeds=[0, 1], validation=iris, epochs=2,
+               batch_size=16, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def grid(iris):
+  return _sweep(iris, keep_params=True)
+
+
+def test_one_run_of_the_sweep_equals_fit(iris, grid):
+  config, seed = 1, 1
+  result = fit(_mlp(nnx.Rngs(seed)), optim.get("sgd", learning_rate=LEARNING_RATES[config],
+                                                momentum=0.9),
+               iris, validation=iris, epochs=2, batch_size=16, seed=seed, progress=False)
+  for e, logs in enumerate(result.history):
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+      np.testing.assert_allclose(grid[key][config, 1, e], logs[key], rtol=1e-5, err_msg=key)
+  final = nnx.state(result.model, nnx.Param)
+  kernel = final["layers"][0]["kernel"][...]
+  np.testing.assert_allclose(grid.params["layers"][0]["kernel"][config, 1], kernel, rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_chunked_sweep_equals_the_single_program(iris, grid):
+  chunked = _sweep(iris, chunk_size=3)  # 8 runs: chunks of 3, 3 and 2 (+1 padding)
+  assert chunked.num_chunks == 3 and chunked.chunk_size == 3 and grid.num_chunks == 1
+  np.testing.assert_array_equal(chunked.status, grid.status)
+  ok = grid.status == "completed"
+  for key in ("train_loss", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose(chunked[key][ok], grid[key][ok], rtol=1e-5, err_msg=key)
+
+
+def test_seeds_differ_and_divergence_stays_in_its_run(grid):
+  assert grid["val_loss"].shape == (4, 2, 2)
+  np.testing.assert_array_equal(grid.epochs, [0, 1])
+  assert not np.allclose(grid["val_loss"][:3, 0], grid["val_loss"][:3, 1])
+  assert (grid.status[:3] == "completed").all() and (grid.status[3] == "diverged").all()
+  assert np.isfinite(grid["val_accuracy"][:3]).all()
+  assert np.isnan(grid["val_accuracy"][3, :, -1]).all()
+  config, value = grid.best("val_accuracy")
+  assert config["learning_rate"] in LEARNING_RATES[:3]
+  assert value == pytest.approx(np.nanmax(grid.mean("val_accuracy")[:, -1]))
+  assert grid.mean("val_loss").shape == grid.std("val_loss").shape == (4, 2)
+  assert grid.best("val_loss")[1] == pytest.approx(np.nanmin(grid.mean("val_loss")[:, -1]))
+  records = grid.to_records()
+  assert len(records) == 4 * 2 * 2
+  assert {"learning_rate", "seed", "epoch", "val_accuracy", "status"} <= set(records[0])
+  assert grid.compile_seconds > 0 and grid.train_seconds > 0
+
+
+def test_bad_inputs_raise_clear_errors(iris):
+  def run(**kwargs):
+    args = {"hyperparams": {"learning_rate": [0.1]}, "epochs": 1, "batch_size": 16, **kwargs}
+    optimizer = args.pop("optimizer", "sgd")
+    return sweep(_mlp, optimizer, iris, **args)
+
+  with pytest.raises(ValueError, match="hyperparams is empty"):
+    run(hyperparams={})
+  with pytest.raises(ValueError, match=r"hyperparams\['learning_rate'\] is empty"):
+    run(hyperparams={"learning_rate": []})
+  with pytest.raises(TypeError, match="mixes numbers with non-numeric"):
+    run(hyperparams={"learning_rate": [0.1, "fast"]})
+  with pytest.raises(TypeError, match=r"'betta'.*accepts: learning_rate"):
+    run(hyperparams={"learning_rate": [0.1], "betta": [0.9]})
+  with pytest.raises(TypeError, match="not hyperparameters of optimizer"):
+    run(optimizer=lambda learning_rate: optim.get("sgd", learning_rate=learning_rate),
+        fixed={"momentum": 0.9})
+  with pytest.raises(ValueError, match="seeds is empty"):
+    run(seeds=[])
+  with pytest.raises(ValueError, match="chunk_size must be"):
+    run(chunk_size=0)
+  with pytest.raises(ValueError, match="batch_size 200 is larger than the 150"):
+    run(batch_size=200)
+  with pytest.raises(ValueError, match="both swept"):
+    run(fixed={"learning_rate": 0.1})
+
+
+@pytest.mark.slow
+def test_batch_size_axis_and_static_hyperparameters(iris):
+  result = sweep(_mlp, "sgd", iris, hyperparams={"learning_rate": [0.1], "nesterov": [False, True]},
+                 fixed={"momentum": 0.9}, batch_sizes=[16, 32], validation=iris, epochs=1)
+  assert [c["batch_size"] for c in result.configs] == [16, 32, 16, 32]
+  assert result.num_chunks == 4 and (result.status == "completed").all()
+  alone = sweep(_mlp, "sgd", iris, hyperparams={"learning_rate": [0.1]},
+                fixed={"momentum": 0.9, "nesterov": True}, batch_size=32, validation=iris,
+                epochs=1)
+  np.testing.assert_allclose(result["val_loss"][3], alone["val_loss"][0], rtol=1e-5)
+
+
+@pytest.mark.slow  # two compilations: ~5 s on an idle 2-core machine, twice that under load
+def test_sweep_benchmark_reports_a_ratio():
+  from optlab.benchmarks import sweeps
+
+  values = sweeps.sweep_vectorized_vs_sequential(num_learning_rates=2, num_seeds=2, epochs=1,
+                                                 hidden=8, repeats=1)
+  assert values["ratio_vectorized_speedup"] > 0
+  assert values["max_val_accuracy_difference"] < 0.05
