@@ -39,6 +39,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, optim, results  # noqa: E402
 from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.tune import targets  # noqa: E402
 
 STUDY = "adam_logistic"
 OPTIMIZERS = ("adam", "nesterov", "adagrad")  # the registry optimizers a method may use
@@ -340,9 +341,11 @@ def select(alphas: Sequence[float], val_losses: Sequence[float]) -> dict[str, An
 
 
 def iterations_to(costs: np.ndarray, iterations: np.ndarray, target: float) -> int | None:
-  """The first recorded iteration whose cost is ≤ target, or None if never."""
-  hit = np.flatnonzero(np.asarray(costs) <= target)
-  return int(iterations[hit[0]]) if hit.size else None
+  """The first recorded iteration whose cost is ≤ target, or None if never.
+
+  ``optlab.tune.targets.steps_to_target`` with rule "first".
+  """
+  return targets.steps_to_target(costs, target, steps=iterations, mode="min", rule="first")
 
 
 # ----------------------------------------------------------------------------------

@@ -44,6 +44,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
 from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.tune import targets  # noqa: E402
 
 STUDY = "marginal_value"
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "marginal_value.jsonl"
@@ -208,11 +209,11 @@ def learning_rate_of(variant, value: float, n: int) -> float:
 
 
 def iterations_to(losses: np.ndarray, target: float) -> int | None:
-  """The first k from which f(w_j)/f(0) ≤ target for every j ≥ k; None if it ends above."""
-  above = ~(np.asarray(losses) <= target)  # NaN counts as above
-  if above[-1]:
-    return None
-  return int(np.flatnonzero(above)[-1]) + 1 if above.any() else 0
+  """The first k from which f(w_j)/f(0) ≤ target for every j ≥ k; None if it ends above.
+
+  ``optlab.tune.targets.steps_to_target`` with rule "stay" (NaN counts as above).
+  """
+  return targets.steps_to_target(losses, target, mode="min", rule="stay")
 
 
 def mean_log_loss(losses: np.ndarray, floor: float) -> float:

@@ -43,6 +43,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
 from optlab.studies import load_module  # noqa: E402
+from optlab.tune import targets  # noqa: E402
 
 STUDY = "quadratic_rates"
 METHODS = ("gd", "heavy_ball", "nesterov", "adam", "adagrad")
@@ -153,9 +154,8 @@ def fit_rate(
 
 
 def iterations_to(errors: np.ndarray, target: float) -> int | None:
-  """The first k with e_k ≤ target, or None if never."""
-  hit = np.flatnonzero(np.asarray(errors) <= target)
-  return int(hit[0]) if hit.size else None
+  """The first k with e_k ≤ target, or None if never (``optlab.tune.targets``, rule "first")."""
+  return targets.steps_to_target(errors, target, mode="min", rule="first")
 
 
 def predicted_iterations(rate: float | None, target: float) -> int | None:

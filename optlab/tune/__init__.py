@@ -24,6 +24,16 @@ from optlab.tune.cv import (
 from optlab.tune.report import SearchResult, plot_search
 from optlab.tune.search import PRUNERS, STRATEGIES, PruningCallback, Trial, search
 from optlab.tune.sweep import SweepResult, sweep
+from optlab.tune.targets import (
+    Profile,
+    TimeToTarget,
+    format_table,
+    performance_profile,
+    plot_performance_profiles,
+    rank_table,
+    steps_to_target,
+    time_to_target,
+)
 
 __all__ = [
     "PRUNERS",
@@ -34,18 +44,26 @@ __all__ = [
     "Dimension",
     "IntUniform",
     "LogUniform",
+    "Profile",
     "PruningCallback",
     "SearchResult",
     "SearchSpace",
     "SelectionResult",
     "SweepResult",
+    "TimeToTarget",
     "Trial",
     "Uniform",
     "cross_validate",
+    "format_table",
     "make_folds",
+    "performance_profile",
+    "plot_performance_profiles",
     "plot_search",
     "plot_validation_curve",
+    "rank_table",
     "search",
     "select",
+    "steps_to_target",
     "sweep",
+    "time_to_target",
 ]
