@@ -61,6 +61,11 @@ def test_select_picks_the_best_configuration_and_plots_it(iris, tmp_path):
   assert fig.axes[0].get_xscale() == "log"
   with pytest.raises(ValueError, match="not a swept hyperparameter"):
     plot_validation_curve(result, "momentum")
+  from matplotlib.figure import Figure
+
+  panels = Figure().subplots(1, 2)
+  assert plot_validation_curve(result, "learning_rate", ax=panels[1]) is panels[1].figure
+  assert len(panels[1].lines) == 3 + 1  # 3 folds and the mean
 
 
 def test_fold_checks_and_fallback_rules(iris):

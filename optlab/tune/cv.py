@@ -426,6 +426,7 @@ def plot_validation_curve(
     metric: str | None = None,
     path: str | Path | None = None,
     log: bool | None = None,
+    ax: Any = None,
 ) -> Any:
   """Validation score against one hyperparameter: mean ± std across folds, folds faint.
 
@@ -438,9 +439,11 @@ def plot_validation_curve(
     metric: a label for the y axis (default: the selection's metric).
     path: also write the figure here (PNG, PDF, SVG by suffix).
     log: log-scale x axis (default: when the values are positive and span ≥ 2 decades).
+    ax: draw into this matplotlib ``Axes`` (a panel of a larger figure) instead of
+      a new figure.
 
   Returns:
-    The ``matplotlib.figure.Figure``.
+    The ``matplotlib.figure.Figure`` drawn into.
   """
   from matplotlib.figure import Figure
 
@@ -460,8 +463,12 @@ def plot_validation_curve(
   mean, std = folds.mean(axis=1), folds.std(axis=1)
   if log is None:
     log = bool(xs.size and xs.min() > 0 and xs.max() / xs.min() >= 100)
-  fig = Figure(figsize=(5, 3.6))
-  ax = fig.add_subplot()
+  if ax is None:
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.add_subplot()
+    own_figure = True
+  else:
+    fig, own_figure = ax.figure, False
   for f in range(folds.shape[1]):
     ax.plot(xs, folds[:, f], color="tab:blue", alpha=0.25, lw=0.8,
             label="folds" if f == 0 else None)
@@ -476,7 +483,8 @@ def plot_validation_curve(
                            for k, v in others.items()), fontsize=9)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
-  fig.tight_layout()
+  if own_figure:
+    fig.tight_layout()
   if path is not None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
