@@ -4,7 +4,8 @@ Architecture search (``optlab.structure.nas``): search spaces over MLPs and CNNs
 an evaluation that trains a configuration and scores it on validation data, and
 three searchers behind one call, random search, Bayesian optimization (Optuna TPE)
 and a REINFORCE-trained LSTM controller (``optlab.structure.controller``, Zoph &
-Le 2017).
+Le 2017). ``optlab.structure.supernet`` trains every MLP of a space once, as one
+masked, vmapped program, into a table the searchers query (as NAS-Bench-101 does).
 """
 
 from optlab.structure.controller import Controller, discretize
@@ -20,10 +21,12 @@ from optlab.structure.nas import (
     mlp_space,
     search_architecture,
 )
+from optlab.structure.supernet import ArchitectureTable, tabulate_mlp_space
 
 __all__ = [
     "METHODS",
     "ArchitectureObjective",
+    "ArchitectureTable",
     "Controller",
     "Evaluation",
     "NASResult",
@@ -34,4 +37,5 @@ __all__ = [
     "load_task",
     "mlp_space",
     "search_architecture",
+    "tabulate_mlp_space",
 ]

@@ -1,0 +1,128 @@
+"""Tests of the architecture_search study: the runner end to end on a tiny space, the
+figure redrawn from its records alone, and the regret summary on known numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from optlab import results
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, path: pathlib.Path):
+  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module
+  spec.loader.exec_module(module)
+  return module
+
+
+RUN = _load("architecture_search_run_under_test",
+            REPO / "experiments" / "architecture_search" / "run.py")
+FIGURE = _load("architecture_search_figure_under_test",
+               REPO / "paper_figures" / "architecture_search.py")
+
+# 2 activations × (2 + 4) = 12 architectures, one epoch: one small compilation.
+TINY = RUN.config.QUICK.replace(name="tiny", max_depth=2, widths=(8, 16),
+                                activations=("relu", "tanh"), epochs=1, budget=5, verify=0,
+                                methods=("random", "bayesian"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  """`main` on TINY (as `optlab reproduce` calls it): the records file and the figure."""
+  out = tmp_path_factory.mktemp("architecture_search")
+  path, figure = out / "results.jsonl", out / "figure.png"
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setitem(RUN.config.CONFIGS, "quick", TINY)
+    assert RUN.main(["--quick", "--seeds", "3", "--results", str(path), "--figure",
+                     str(figure)]) == 0
+  return path, figure
+
+
+def test_runner_writes_serializable_records_and_a_figure(tiny_run):
+  path, figure = tiny_run
+  records = results.read_records(path)
+  kinds = [r["kind"] for r in records]
+  assert kinds == ["table"] + ["search"] * 6 + ["summary"]
+  assert len({r["run_id"] for r in records}) == 1
+  for r in records:
+    json.dumps(r, allow_nan=False)
+    assert r["study"] == "architecture_search" and r["config"]["name"] == "tiny"
+    assert r["provenance"]["versions"]["jax"] == jax.__version__
+  table, summary = records[0], records[-1]
+  assert len(table["configs"]) == len(table["scores"]) == 12
+  assert table["optimum"] == max(table["scores"])
+  for r in records[1:-1]:
+    assert len(r["scores"]) == len(r["best_so_far"]) == TINY.budget
+    assert [table["scores"][i] for i in r["table_index"]] == r["scores"]
+    assert r["regret"] == pytest.approx(table["optimum"] - max(r["scores"]))
+    assert np.all(np.diff(r["best_so_far"]) >= 0)
+  assert summary["seeds"] == [0, 1, 2] and set(summary["methods"]) == {"random", "bayesian"}
+  assert set(summary["versus_random"]) == {"bayesian"}
+  assert figure.stat().st_size > 10_000
+  assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_figure_redraws_from_the_records_alone(tiny_run, tmp_path, capsys):
+  path, _ = tiny_run
+  out = tmp_path / "redrawn.png"
+  assert FIGURE.main([str(path), "--out", str(out)]) == 0
+  assert str(out) in capsys.readouterr().out
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_text_reports_every_method(tiny_run):
+  text = RUN.table_text(results.read_records(tiny_run[0]))
+  assert "random search" in text and "TPE (Optuna)" in text and "optimum" in text
+
+
+def test_summary_on_known_searches():
+  class Table:  # the two attributes summarize reads
+    scores = np.array([0.5, 0.7, 0.9, 1.0])
+    best_score = 1.0
+
+    def __len__(self):
+      return 4
+
+  searches = {
+      "random": [{"best_so_far": [0.5, 0.7, 0.7], "seconds": 0.1},
+                 {"best_so_far": [0.7, 0.9, 0.9], "seconds": 0.1}],
+      "bayesian": [{"best_so_far": [0.9, 1.0, 1.0], "seconds": 0.2},
+                   {"best_so_far": [0.7, 0.9, 1.0], "seconds": 0.2}],
+  }
+  s = RUN.summarize(Table(), searches)
+  random, bayes = s["methods"]["random"], s["methods"]["bayesian"]
+  assert random["at_budget"]["mean"] == pytest.approx(0.2)
+  assert random["mean_regret_per_trial"] == pytest.approx([0.4, 0.2, 0.2])
+  assert bayes["at_budget"]["found_optimum"] == 1.0 and bayes["at_budget"]["max"] == 0.0
+  assert random["fraction_better_than_pick"]["mean"] == pytest.approx((0.5 + 0.25) / 2)
+  versus = s["versus_random"]["bayesian"]
+  assert versus["regret_reduction_vs_random"] == pytest.approx(0.2)
+  assert versus["better_on_average"]
+  assert s["within_half_point_of_optimum"] == 1
+
+
+def test_main_rejects_bad_seed_counts():
+  with pytest.raises(SystemExit):
+    RUN.main(["--seeds", "0"])
+
+
+def test_unknown_methods_are_rejected():
+  with pytest.raises(ValueError, match="unknown method"):
+    RUN.run(TINY.replace(methods=("evolution",)), None)
+
+
+def test_the_cli_finds_the_study():
+  from optlab import cli
+
+  assert "architecture_search" in cli.study_names()
