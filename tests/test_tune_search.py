@@ -319,7 +319,8 @@ def test_plot_without_importances(tmp_path):
 
 
 def test_gp_without_torch_says_what_to_install(monkeypatch):
-  import optlab.tune.search as search_module
+  # The package exports the function `search`, which shadows the module of that name.
+  search_module = importlib.import_module("optlab.tune.search")
 
   real = importlib.util.find_spec
   monkeypatch.setattr(search_module.importlib.util, "find_spec",
