@@ -3,7 +3,7 @@
     optlab list [--source optlab|optax|optax.contrib]
     optlab info NAME
     optlab schedules
-    optlab reproduce [STUDY ...] [--quick | --full] [--seeds N]
+    optlab reproduce [STUDY ...] [--quick | --full] [--seeds N] [--jobs N]
     optlab bench [NAME ...]
 """
 
@@ -12,8 +12,11 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from concurrent import futures
 from pathlib import Path
 
 
@@ -114,11 +117,59 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
   forwarded = ["--full" if args.full else "--quick"]
   if args.seeds is not None:
     forwarded += ["--seeds", str(args.seeds)]
-  for name in requested:
-    print(f"== {name} ({'full' if args.full else 'quick'}) ==", flush=True)
-    status = _load_study(name).main(forwarded)
-    if status:
-      return int(status)
+  mode = "full" if args.full else "quick"
+  jobs = args.jobs if args.jobs is not None else min(os.cpu_count() or 1, len(requested))
+  if jobs < 1:
+    print(f"optlab: --jobs must be ≥ 1, got {jobs}", file=sys.stderr)
+    return 2
+  if jobs == 1:
+    for name in requested:
+      print(f"== {name} ({mode}) ==", flush=True)
+      status = _load_study(name).main(forwarded)
+      if status:
+        return int(status)
+    return 0
+  return _reproduce_in_parallel(requested, forwarded, mode, jobs)
+
+
+def _run_study_process(name: str, forwarded: list[str]) -> tuple[int, str, float]:
+  """Runs one study's runner in its own Python process; (exit status, output, seconds)."""
+  start = time.perf_counter()
+  completed = subprocess.run(
+      [sys.executable, str(experiments_dir() / name / "run.py"), *forwarded],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+  )
+  return completed.returncode, completed.stdout, time.perf_counter() - start
+
+
+def _reproduce_in_parallel(requested: list[str], forwarded: list[str], mode: str,
+                           jobs: int) -> int:
+  """Runs the studies `jobs` at a time, each in its own process (they share nothing).
+
+  Most of a quick study is compilation, which XLA does on one core, so two
+  studies at a time keep a 2-core machine busy. Each study's output is printed
+  whole when it ends; a failing study does not stop the others, and the exit
+  status says whether all succeeded.
+  """
+  print(f"optlab reproduce: {len(requested)} studies ({mode}), {jobs} at a time", flush=True)
+  start = time.perf_counter()
+  failed = []
+  with futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    running = {pool.submit(_run_study_process, name, forwarded): name for name in requested}
+    for future in futures.as_completed(running):
+      name = running[future]
+      status, output, seconds = future.result()
+      verdict = "ok" if status == 0 else f"FAILED (exit status {status})"
+      print(f"== {name} ({mode}): {verdict}, {seconds:.1f} s ==", flush=True)
+      print(output.rstrip("\n"), flush=True)
+      if status:
+        failed.append(name)
+  total = time.perf_counter() - start
+  if failed:
+    print(f"optlab reproduce: {len(failed)} of {len(requested)} studies failed: "
+          f"{', '.join(failed)} ({total:.0f} s)", file=sys.stderr)
+    return 1
+  print(f"optlab reproduce: all {len(requested)} studies done in {total:.0f} s", flush=True)
   return 0
 
 
@@ -156,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
   mode.add_argument("--quick", action="store_true", help="the quick version (default)")
   mode.add_argument("--full", action="store_true", help="the paper-scale version")
   reproduce.add_argument("--seeds", type=int, default=None, help="number of seeds")
+  reproduce.add_argument("--jobs", "-j", type=int, default=None,
+                         help="studies run at once, each in its own process (default: one per "
+                              "CPU core; 1 runs them one after another in this process)")
   reproduce.set_defaults(run=_cmd_reproduce)
 
   bench = commands.add_parser(
