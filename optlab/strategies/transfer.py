@@ -28,11 +28,9 @@ per-layer learning rates).
 
 from __future__ import annotations
 
-import fnmatch
 import math
 import numbers
-import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 import jax
@@ -40,149 +38,22 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-Pattern = str | re.Pattern
-Patterns = Pattern | Sequence[Pattern]
-# Up to this many paths are listed in an error message.
-_SHOWN = 40
+from optlab.train.paths import (
+    Pattern,
+    Patterns,
+    as_tree,
+    compile_pattern,
+    describe_paths,
+    flatten_with_paths,
+    match_paths,
+    no_match_error,
+    parameter_paths,
+    path_string,
+    pattern_list,
+    show_pattern,
+)
+
 _UNSET: Any = object()  # `default` not given
-
-
-# -- paths and patterns -------------------------------------------------------------------------
-
-
-def _key_name(key: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def path_string(keypath: Sequence[Any]) -> str:
-  """The ``/``-joined name of a ``tree_flatten_with_path`` key path (flax's ``.value`` dropped).
-
-  Example:
-    >>> import jax
-    >>> [path_string(p) for p, _ in jax.tree_util.tree_flatten_with_path({"a": [1, 2]})[0]]
-    ['a/0', 'a/1']
-  """
-  keys = list(keypath)
-  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
-    keys = keys[:-1]  # nnx.Variable's pytree child
-  return "/".join(_key_name(k) for k in keys)
-
-
-def _flatten(tree: Any) -> tuple[list[str], list[Any]]:
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  paths = [path_string(p) for p, _ in leaves]
-  return paths, [leaf for _, leaf in leaves]
-
-
-def _as_tree(tree: Any, variables: Any = nnx.Param) -> Any:
-  """The parameter state of an ``nnx.Module``; any other pytree unchanged."""
-  if isinstance(tree, nnx.Module):
-    return nnx.state(tree, variables)
-  return tree
-
-
-def parameter_paths(tree: Any) -> list[str]:
-  """The paths of every leaf of `tree` (of an ``nnx.Module``: of its ``nnx.Param`` state).
-
-  Args:
-    tree: an ``nnx.Module``, its ``nnx.State``, or any pytree.
-
-  Returns:
-    The paths, in ``jax.tree_util`` leaf order.
-
-  Example:
-    >>> from flax import nnx
-    >>> from optlab.models import MLP
-    >>> parameter_paths(MLP(4, [8], 3, rngs=nnx.Rngs(0)))
-    ['head/bias', 'head/kernel', 'layers/0/bias', 'layers/0/kernel']
-  """
-  return _flatten(_as_tree(tree))[0]
-
-
-def _compile(pattern: Any, argument: str) -> Callable[[str], bool]:
-  if isinstance(pattern, re.Pattern):
-    return lambda path: pattern.fullmatch(path) is not None
-  if not isinstance(pattern, str):
-    raise TypeError(f"{argument}: a pattern must be a str (glob, or 're:' + regex) or a "
-                    f"compiled re.Pattern, got {pattern!r} ({type(pattern).__name__})")
-  if not pattern:
-    raise ValueError(f"{argument}: a pattern must not be empty")
-  if pattern.startswith("re:"):
-    try:
-      regex = re.compile(pattern[3:])
-    except re.error as error:
-      raise ValueError(f"{argument}: {pattern!r} is not a valid regular expression ({error})") \
-        from None
-    return lambda path: regex.fullmatch(path) is not None
-  glob = pattern.rstrip("/")
-
-  def matches(path: str) -> bool:
-    parts = path.split("/")
-    return any(fnmatch.fnmatchcase("/".join(parts[:k]), glob) for k in range(1, len(parts) + 1))
-
-  return matches
-
-
-def _pattern_list(patterns: Any, argument: str) -> list[Pattern]:
-  if isinstance(patterns, (str, re.Pattern)):
-    return [patterns]
-  if not isinstance(patterns, Sequence) or not patterns:
-    raise (TypeError if not isinstance(patterns, Sequence) else ValueError)(
-        f"{argument}: expected a pattern or a non-empty sequence of patterns (glob strings, "
-        f"'re:' strings or re.Pattern), got {patterns!r}")
-  for p in patterns:
-    _compile(p, argument)  # type and syntax checks
-  return list(patterns)
-
-
-def _show(pattern: Pattern) -> str:
-  return f"re.compile({pattern.pattern!r})" if isinstance(pattern, re.Pattern) else repr(pattern)
-
-
-def _available(paths: Sequence[str]) -> str:
-  shown = ", ".join(paths[:_SHOWN])
-  return shown + (f", ... ({len(paths)} in all)" if len(paths) > _SHOWN else "")
-
-
-def _no_match_error(argument: str, pattern: Pattern, paths: Sequence[str]) -> ValueError:
-  return ValueError(f"{argument}: pattern {_show(pattern)} matches no parameter; available "
-                    f"paths: {_available(paths)}")
-
-
-def match_paths(tree: Any, patterns: Patterns, *, argument: str = "patterns") -> list[str]:
-  """The paths of `tree` that any of `patterns` matches (each pattern must match one).
-
-  Args:
-    tree: an ``nnx.Module`` (its ``nnx.Param`` state), an ``nnx.State`` or any pytree.
-    patterns: a glob string, an ``"re:"`` string, an ``re.Pattern``, or a sequence of them.
-    argument: the argument name errors report.
-
-  Returns:
-    The matched paths, in leaf order.
-
-  Raises:
-    ValueError: a pattern matches nothing (the message lists the available paths).
-
-  Example:
-    >>> from flax import nnx
-    >>> from optlab.models import MLP
-    >>> match_paths(MLP(4, [8, 8], 3, rngs=nnx.Rngs(0)), ["layers/1", "re:head/b.*"])
-    ['head/bias', 'layers/1/bias', 'layers/1/kernel']
-  """
-  patterns = _pattern_list(patterns, argument)
-  paths = parameter_paths(tree)
-  hits = [False] * len(paths)
-  for pattern in patterns:
-    matches = _compile(pattern, argument)
-    found = [i for i, path in enumerate(paths) if matches(path)]
-    if not found:
-      raise _no_match_error(argument, pattern, paths)
-    for i in found:
-      hits[i] = True
-  return [path for path, hit in zip(paths, hits, strict=True) if hit]
 
 
 def label_params(params: Any, rules: Mapping[Pattern, Hashable], *,
@@ -215,25 +86,26 @@ def label_params(params: Any, rules: Mapping[Pattern, Hashable], *,
   if not isinstance(rules, Mapping):
     raise TypeError(f"{argument}: expected a mapping {{pattern: label}}, got "
                     f"{type(rules).__name__}")
-  compiled = [(pattern, _compile(pattern, argument), label) for pattern, label in rules.items()]
-  tree = _as_tree(params)
-  paths, _ = _flatten(tree)
+  compiled = [(pattern, compile_pattern(pattern, argument), label)
+              for pattern, label in rules.items()]
+  tree = as_tree(params)
+  paths, _ = flatten_with_paths(tree)
   chosen: dict[str, tuple[Pattern, Hashable]] = {}
   for pattern, matches, label in compiled:
     found = [path for path in paths if matches(path)]
     if not found:
-      raise _no_match_error(argument, pattern, paths)
+      raise no_match_error(argument, pattern, paths)
     for path in found:
       if path in chosen and chosen[path][1] != label:
         other, other_label = chosen[path]
         raise ValueError(f"{argument}: ambiguous: parameter {path!r} is matched by "
-                         f"{_show(other)} (label {other_label!r}) and by {_show(pattern)} "
-                         f"(label {label!r}); make the patterns disjoint")
+                         f"{show_pattern(other)} (label {other_label!r}) and by "
+                         f"{show_pattern(pattern)} (label {label!r}); make the patterns disjoint")
       chosen.setdefault(path, (pattern, label))
   if default is None:
     missing = [path for path in paths if path not in chosen]
     if missing:
-      raise ValueError(f"{argument}: no pattern matches {_available(missing)}, and no default "
+      raise ValueError(f"{argument}: no pattern matches {describe_paths(missing)}, and no default "
                        "was given; add patterns or a default")
   labels = iter([chosen[path][1] if path in chosen else default for path in paths])
   return jax.tree_util.tree_map(lambda _: next(labels), tree)
@@ -287,7 +159,7 @@ def freeze(tx: optax.GradientTransformation, patterns: Patterns) -> optax.Gradie
   References: Yosinski et al. 2014 (frozen transferred layers).
   """
   _check_tx(tx)
-  return _partition(tx, _pattern_list(patterns, "freeze: patterns"), "freeze: patterns", True)
+  return _partition(tx, pattern_list(patterns, "freeze: patterns"), "freeze: patterns", True)
 
 
 def train_only(tx: optax.GradientTransformation,
@@ -314,7 +186,7 @@ def train_only(tx: optax.GradientTransformation,
   References: Kornblith et al. 2019 (the linear-probe protocol, "fixed features").
   """
   _check_tx(tx)
-  patterns = _pattern_list(patterns, "train_only: patterns")
+  patterns = pattern_list(patterns, "train_only: patterns")
   return _partition(tx, patterns, "train_only: patterns", False)
 
 
@@ -411,9 +283,9 @@ def per_layer_learning_rates(
     _check_rate(learning_rate, f"{where}: learning_rate")
   if default is _UNSET and learning_rate is not None:
     default = 1.0
-  values = [_check_rate(v, f"{where}: rates[{_show(p)}]") for p, v in rates.items()]
+  values = [_check_rate(v, f"{where}: rates[{show_pattern(p)}]") for p, v in rates.items()]
   for pattern in rates:
-    _compile(pattern, f"{where}: rates")
+    compile_pattern(pattern, f"{where}: rates")
   if default is not _UNSET:
     default = _check_rate(default, f"{where}: default")
 
@@ -487,21 +359,21 @@ def transfer_weights(
   variable_filter = nnx.Any(*variables) if isinstance(variables, (tuple, list)) else variables
   source_state = nnx.state(source, variable_filter)
   target_state = nnx.state(target, variable_filter)
-  source_paths, source_leaves = _flatten(source_state)
+  source_paths, source_leaves = flatten_with_paths(source_state)
   selected = set(match_paths(source_state, include, argument=f"{where}: include"))
   if exclude is not None:
     selected -= set(match_paths(source_state, exclude, argument=f"{where}: exclude"))
   if not selected:
     raise ValueError(f"{where}: include {include!r} minus exclude {exclude!r} selects nothing; "
-                     f"source paths: {_available(source_paths)}")
+                     f"source paths: {describe_paths(source_paths)}")
   source_values = dict(zip(source_paths, source_leaves, strict=True))
-  target_paths, target_leaves = _flatten(target_state)
+  target_paths, target_leaves = flatten_with_paths(target_state)
   target_values = dict(zip(target_paths, target_leaves, strict=True))
   copied = [path for path in source_paths if path in selected]
   for path in copied:
     if path not in target_values:
       raise ValueError(f"{where}: the target has no variable {path!r} (exclude it, or check the "
-                       f"architectures); target paths: {_available(target_paths)}")
+                       f"architectures); target paths: {describe_paths(target_paths)}")
     s, t = source_values[path], target_values[path]
     if jnp.shape(s) != jnp.shape(t):
       raise ValueError(f"{where}: shape mismatch at {path!r}: source {tuple(jnp.shape(s))}, "

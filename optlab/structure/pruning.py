@@ -25,7 +25,6 @@ Parameters are addressed by paths such as ``"layers/0/kernel"`` or ``"head/bias"
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -35,44 +34,23 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from optlab.train.paths import (
+    compile_pattern,
+    no_match_error,
+    parameter_paths,
+    path_string,
+    pattern_list,
+)
+
 SCOPES = ("layer", "global")
 STRUCTURES = (None, "neurons", "channels")
 # Leaf names that are never pruned by default (biases, normalization scales, ...).
 _NOT_WEIGHTS = ("bias", "scale", "mean", "var")
 
-Where = Callable[[str, jax.Array], bool] | str | Sequence[str] | None
+Where = Callable[[str, jax.Array], bool] | str | Sequence[str] | None  # see optlab.train.paths
 
 
 # --- paths -----------------------------------------------------------------------------------
-
-
-def _key_str(key: Any) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def path_to_str(path: Sequence[Any]) -> str:
-  """A ``jax.tree_util`` key path as ``"a/b/0/kernel"``.
-
-  The trailing ``.value`` of a flax NNX ``Variable`` (``nnx.Param``) is dropped, so a
-  model's ``nnx.State`` and the equivalent plain dict give the same paths.
-  """
-  keys = list(path)
-  if keys and isinstance(keys[-1], jax.tree_util.GetAttrKey) and keys[-1].name == "value":
-    keys = keys[:-1]
-  return "/".join(_key_str(k) for k in keys)
-
-
-def parameter_paths(params: Any) -> list[str]:
-  """The path of every array leaf of `params`, in ``jax.tree`` order.
-
-  Example:
-    >>> parameter_paths({"dense": {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3)}})
-    ['dense/bias', 'dense/kernel']
-  """
-  return [path_to_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
 def _default_where(path: str, leaf: jax.Array) -> bool:
@@ -82,7 +60,7 @@ def _default_where(path: str, leaf: jax.Array) -> bool:
 def _selection(params: Any, where: Where, structure: str | None) -> list[bool]:
   """Which leaves (in tree order) are prunable; unknown path patterns raise."""
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  paths = [path_to_str(p) for p, _ in leaves]
+  paths = [path_string(p) for p, _ in leaves]
   if where is None:
     chosen = [_default_where(p, x) for p, (_, x) in zip(paths, leaves, strict=True)]
     if structure == "neurons":
@@ -92,15 +70,12 @@ def _selection(params: Any, where: Where, structure: str | None) -> list[bool]:
   elif callable(where):
     chosen = [bool(where(p, x)) for p, (_, x) in zip(paths, leaves, strict=True)]
   else:
-    patterns = [where] if isinstance(where, str) else list(where)
-    if not patterns or not all(isinstance(q, str) for q in patterns):
-      raise TypeError(f"where: expected a predicate (path, leaf) -> bool, a path pattern or a "
-                      f"sequence of patterns, got {where!r}")
-    for q in patterns:
-      if not any(fnmatch.fnmatchcase(p, q) for p in paths):
-        raise ValueError(f"where: the pattern {q!r} matches no parameter; the parameter paths "
-                         f"are {paths}")
-    chosen = [any(fnmatch.fnmatchcase(p, q) for q in patterns) for p in paths]
+    patterns = pattern_list(where, "where")
+    matchers = [compile_pattern(q, "where") for q in patterns]
+    for q, matches in zip(patterns, matchers, strict=True):
+      if not any(matches(p) for p in paths):
+        raise no_match_error("where", q, paths)
+    chosen = [any(matches(p) for matches in matchers) for p in paths]
   for p, c, (_, x) in zip(paths, chosen, leaves, strict=True):
     if c and structure is not None and jnp.ndim(x) < 2:
       raise ValueError(f"where: structured pruning ({structure!r}) needs kernels with ndim >= 2, "
@@ -184,8 +159,9 @@ def magnitude_masks(
       the two differ only in their default selection: 2-d kernels or ≥3-d kernels). The
       default selection includes the output layer, whose units are the model's outputs:
       pass `where` (e.g. ``"layers/*/kernel"``) to keep them.
-    where: which leaves may be pruned: a predicate ``(path, leaf) -> bool``, a glob pattern
-      on paths (``"layers/*/kernel"``) or a list of them; by default every leaf with
+    where: which leaves may be pruned: a predicate ``(path, leaf) -> bool``, a path
+      pattern (``"layers/*/kernel"``, ``"re:..."``; see ``optlab.train.paths``) or a list
+      of them; by default every leaf with
       ndim ≥ 2 that is not a bias or normalization parameter. A pattern that matches no
       parameter raises.
     previous: masks from an earlier pruning step: what they pruned ranks lowest, so with a
@@ -211,7 +187,7 @@ def magnitude_masks(
   _check_choice("structure", structure, STRUCTURES)
   chosen = _selection(params, where, structure)
   paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
-  paths = [path_to_str(p) for p, _ in paths_leaves]
+  paths = [path_string(p) for p, _ in paths_leaves]
   leaves = [x for _, x in paths_leaves]
   prev = None if previous is None else jax.tree.leaves(previous)
   if prev is not None and len(prev) != len(leaves):
@@ -309,7 +285,7 @@ def sparsity_report(params: Any, masks: Any = None) -> dict[str, Any]:
       entry["pruned"] = int(np.size(x) - np.count_nonzero(np.broadcast_to(
           np.asarray(mask_leaves[i]), x.shape)))
       pruned += entry["pruned"]
-    layers[path_to_str(path)] = entry
+    layers[path_string(path)] = entry
     size, nonzero = size + entry["size"], nonzero + entry["nonzero"]
   report = {"layers": layers, "size": size, "nonzero": nonzero,
             "sparsity": 1.0 - nonzero / max(size, 1)}

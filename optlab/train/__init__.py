@@ -17,9 +17,11 @@ Example:
   'completed'
 """
 
+from optlab.train import paths
 from optlab.train.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
 from optlab.train.checkpoint import Checkpointer
 from optlab.train.loop import FitResult, fit
+from optlab.train.paths import match_paths, parameter_paths
 from optlab.train.plots import plot_learning_curves
 from optlab.train.state import LearningRateScaleState, TrainState, learning_rate_scale, split_model
 from optlab.train.steps import (
@@ -52,7 +54,10 @@ __all__ = [
     "make_predict",
     "make_scan_epoch",
     "make_train_step",
+    "match_paths",
     "mean_squared_error",
+    "parameter_paths",
+    "paths",
     "plot_learning_curves",
     "split_model",
 ]
