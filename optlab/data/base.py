@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import pathlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,6 +126,30 @@ class DatasetSplits:
       f"DatasetSplits(train={self.train!r}, test={self.test!r}, "
       f"validation={self.validation!r})"
     )
+
+
+def as_xy(data: Any, name: str, *, caller: str) -> tuple[np.ndarray, np.ndarray] | None:
+  """`data` as an ``(x, y)`` pair of NumPy arrays (None stays None).
+
+  Accepts a :class:`Dataset` (or anything with ``.x`` and ``.y``) or an ``(x, y)``
+  pair; raises TypeError for anything else and ValueError for mismatched or empty
+  arrays, naming `caller` and the argument `name` (``"fit: train is empty"``).
+  """
+  if data is None:
+    return None
+  if hasattr(data, "x") and hasattr(data, "y"):
+    x, y = data.x, data.y
+  elif isinstance(data, (tuple, list)) and len(data) == 2:
+    x, y = data
+  else:
+    raise TypeError(f"{caller}: {name} must be an (x, y) pair or a Dataset, got "
+                    f"{type(data).__name__}")
+  x, y = np.asarray(x), np.asarray(y)
+  if x.shape[0] != y.shape[0]:
+    raise ValueError(f"{caller}: {name} has {x.shape[0]} inputs but {y.shape[0]} targets")
+  if x.shape[0] == 0:
+    raise ValueError(f"{caller}: {name} is empty")
+  return x, y
 
 
 def package_dir(package: str, install_hint: str, purpose: str) -> pathlib.Path:

@@ -490,23 +490,12 @@ def make_adversarial_train_step(
     _, _, new_model_state = nnx.split(model, nnx.Param, ...)
     return loss, new_model_state
 
-  def apply(state, grads, model_state):
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      model_state=model_state, opt_state=opt_state, skipped=state.skipped)
-
-  def skip(state, grads, model_state):
-    del grads, model_state
-    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
-
   def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
     step_key = jax.random.fold_in(base_key, state.step)
     (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
         state.params, state.model_state, x, y, step_key)
-    if not skip_nonfinite:
-      return apply(state, grads, model_state), loss
-    finite = jnp.isfinite(loss) & steps_lib.all_finite(grads)
-    return jax.lax.cond(finite, apply, skip, state, grads, model_state), loss
+    finite = (jnp.isfinite(loss) & steps_lib.all_finite(grads)) if skip_nonfinite else None
+    return steps_lib.apply_gradients(tx, state, grads, model_state, finite=finite), loss
 
   return step
 

@@ -26,6 +26,7 @@ import optax
 from flax import nnx
 
 from optlab import results
+from optlab.data.base import as_xy
 from optlab.train import steps as steps_lib
 from optlab.train.callbacks import Callback, EarlyStopping
 from optlab.train.checkpoint import Checkpointer
@@ -68,23 +69,6 @@ class FitResult:
       raise KeyError(f"{key!r} was never logged; logged: {sorted(self.history[-1])}")
     epochs, values = zip(*points, strict=True)
     return np.asarray(epochs), np.asarray(values, dtype=np.float64)
-
-
-def _as_arrays(data: Any, name: str) -> tuple[jax.Array, jax.Array] | None:
-  if data is None:
-    return None
-  if hasattr(data, "x") and hasattr(data, "y"):
-    x, y = data.x, data.y
-  elif isinstance(data, (tuple, list)) and len(data) == 2:
-    x, y = data
-  else:
-    raise TypeError(f"fit: {name} must be an (x, y) pair or a Dataset, got {type(data).__name__}")
-  x, y = np.asarray(x), np.asarray(y)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(f"fit: {name} has {x.shape[0]} inputs but {y.shape[0]} targets")
-  if x.shape[0] == 0:
-    raise ValueError(f"fit: {name} is empty")
-  return x, y
 
 
 def _metric_functions(names: Sequence[str]) -> dict[str, Callable]:
@@ -193,10 +177,11 @@ def fit(
     raise ValueError(f"fit: eval_every must be ≥ 1, got {eval_every}")
   if resume and checkpoint_dir is None:
     raise ValueError("fit: resume=True needs checkpoint_dir")
-  train_xy = _as_arrays(train, "train")
+  train_xy = as_xy(train, "train", caller="fit")
   eval_sets = {
       prefix: xy for prefix, xy in (
-          ("val", _as_arrays(validation, "validation")), ("test", _as_arrays(test, "test"))
+          ("val", as_xy(validation, "validation", caller="fit")),
+          ("test", as_xy(test, "test", caller="fit")),
       ) if xy is not None
   }
   n = train_xy[0].shape[0]

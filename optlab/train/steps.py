@@ -65,6 +65,43 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
+
+def apply_gradients(
+    tx: optax.GradientTransformation,
+    state: TrainState,
+    grads: Any,
+    model_state: Any,
+    *,
+    finite: jax.Array | None = None,
+) -> TrainState:
+  """One optimizer step on `state`: ``tx.update``, ``optax.apply_updates``, step + 1.
+
+  Every train step of optlab (plain, adversarial, multi-task) ends here. With
+  `finite` (a traced boolean: were the loss and gradients finite?), a non-finite
+  step instead leaves parameters, model state and optimizer state untouched and
+  increments ``state.skipped``; it is a branch (``lax.cond``), not a select over
+  every buffer, so the update runs only when the step is finite.
+  """
+
+  def apply(state: TrainState, grads: Any, model_state: Any) -> TrainState:
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return TrainState(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        model_state=model_state,
+        opt_state=opt_state,
+        skipped=state.skipped,
+    )
+
+  def skip(state: TrainState, grads: Any, model_state: Any) -> TrainState:
+    del grads, model_state
+    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
+
+  if finite is None:
+    return apply(state, grads, model_state)
+  return jax.lax.cond(finite, apply, skip, state, grads, model_state)
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
@@ -92,30 +129,12 @@ def make_train_step(
     _, _, new_model_state = nnx.split(model, nnx.Param, ...)
     return loss, new_model_state
 
-  def apply(state: TrainState, grads: Any, model_state: Any) -> TrainState:
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return TrainState(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        model_state=model_state,
-        opt_state=opt_state,
-        skipped=state.skipped,
-    )
-
-  def skip(state: TrainState, grads: Any, model_state: Any) -> TrainState:
-    del grads, model_state
-    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
-
   def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
     (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
         state.params, state.model_state, x, y
     )
-    if not skip_nonfinite:
-      return apply(state, grads, model_state), loss
-    # A branch, not a select over every buffer: the update runs only when the
-    # step is finite, and a skipped step leaves the state untouched.
-    finite = jnp.isfinite(loss) & all_finite(grads)
-    return jax.lax.cond(finite, apply, skip, state, grads, model_state), loss
+    finite = (jnp.isfinite(loss) & all_finite(grads)) if skip_nonfinite else None
+    return apply_gradients(tx, state, grads, model_state, finite=finite), loss
 
   return step
 

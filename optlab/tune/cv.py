@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from optlab.data.base import as_xy
 from optlab.optim.space import SearchSpace
 from optlab.tune.sweep import SweepResult, _maximize, sweep
 
@@ -71,20 +72,6 @@ class CVResult:
     names = [metric] if metric else [m for m in self.per_fold if m != "loss"] + ["loss"]
     return "; ".join(f"{m.removeprefix('val_')} {self.mean(m):.3f} ± {self.std(m):.3f} "
                      f"({self.k} folds)" for m in names)
-
-
-def _arrays(data: Any) -> tuple[np.ndarray, np.ndarray]:
-  if hasattr(data, "x") and hasattr(data, "y"):
-    x, y = data.x, data.y
-  elif isinstance(data, (tuple, list)) and len(data) == 2:
-    x, y = data
-  else:
-    raise TypeError(f"cross_validate: data must be an (x, y) pair or a Dataset, got "
-                    f"{type(data).__name__}")
-  x, y = np.asarray(x), np.asarray(y)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(f"cross_validate: data has {x.shape[0]} inputs but {y.shape[0]} targets")
-  return x, y
 
 
 def make_folds(y: np.ndarray, k: int, seed: int = 0,
@@ -247,7 +234,7 @@ def cross_validate(
   Reference: Kohavi, "A study of cross-validation and bootstrap for accuracy
   estimation and model selection", IJCAI 1995 (stratified 10-fold recommended).
   """
-  x, y = _arrays(data)
+  x, y = as_xy(data, "data", caller="cross_validate")
   folds = make_folds(y, k, seed=seed, stratify=stratify)
   config = dict(hyperparams) if hyperparams else {}
   if not _use_vectorized(optimizer, vectorize, fit_kwargs):
@@ -384,7 +371,7 @@ def select(
   Reference: Stone, "Cross-validatory choice and assessment of statistical
   predictions", JRSS B 1974.
   """
-  x, y = _arrays(data)
+  x, y = as_xy(data, "data", caller="select")
   configs = _configs(space, grid_points)
   metric = metric.removeprefix("val_")
   metrics = tuple(metrics) if metrics is not None else ((metric,) if metric != "loss" else ())

@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from optlab.data.base import as_xy
 from optlab.train import steps as steps_lib
 from optlab.train.state import TrainState, split_model
 
@@ -124,24 +125,6 @@ def _maximize(key: str, mode: str) -> bool:
   from optlab import metrics
 
   return metrics.greater_is_better(name)
-
-
-def _as_arrays(data: Any, name: str) -> tuple[np.ndarray, np.ndarray] | None:
-  if data is None:
-    return None
-  if hasattr(data, "x") and hasattr(data, "y"):
-    x, y = data.x, data.y
-  elif isinstance(data, (tuple, list)) and len(data) == 2:
-    x, y = data
-  else:
-    raise TypeError(f"sweep: {name} must be an (x, y) pair or a Dataset, got "
-                    f"{type(data).__name__}")
-  x, y = np.asarray(x), np.asarray(y)
-  if x.shape[0] != y.shape[0]:
-    raise ValueError(f"sweep: {name} has {x.shape[0]} inputs but {y.shape[0]} targets")
-  if x.shape[0] == 0:
-    raise ValueError(f"sweep: {name} is empty")
-  return x, y
 
 
 def _is_number(value: Any) -> bool:
@@ -414,10 +397,11 @@ def sweep(
     batch_sizes = [int(b) for b in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
       raise ValueError(f"sweep: batch_sizes must be ints ≥ 1, got {batch_sizes!r}")
-  x, y = _as_arrays(train, "train")
+  x, y = as_xy(train, "train", caller="sweep")
   n = x.shape[0]
-  eval_sets = {p: d for p, d in (("val", _as_arrays(validation, "validation")),
-                                 ("test", _as_arrays(test, "test"))) if d is not None}
+  eval_sets = {p: d for p, d in (("val", as_xy(validation, "validation", caller="sweep")),
+                                 ("test", as_xy(test, "test", caller="sweep")))
+               if d is not None}
   if folds is not None:
     folds = [(np.asarray(t, np.int64).ravel(), np.asarray(v, np.int64).ravel())
              for t, v in folds]

@@ -119,15 +119,6 @@ def make_multitask_step(
     _, _, new_state = nnx.split(model, nnx.Param, ...)
     return values, new_state
 
-  def apply(state, grads, model_state):
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    return TrainState(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      model_state=model_state, opt_state=opt_state, skipped=state.skipped)
-
-  def skip(state, grads, model_state):
-    del grads, model_state
-    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
-
   def step(state, x, y):
     if set(y) != set(tasks):
       raise ValueError(f"targets name tasks {sorted(y)}, expected {list(tasks)}")
@@ -162,10 +153,10 @@ def make_multitask_step(
     logs = {"loss": loss, "task_losses": values, "weights": weights}
     if per_task:
       logs["task_cosine"] = task_cosines(jac)
-    if not skip_nonfinite:
-      return apply(state, grads, new_rest), logs
-    finite = jnp.isfinite(loss) & steps_lib.all_finite(grads) & steps_lib.all_finite(values)
-    return jax.lax.cond(finite, apply, skip, state, grads, new_rest), logs
+    finite = None
+    if skip_nonfinite:
+      finite = jnp.isfinite(loss) & steps_lib.all_finite(grads) & steps_lib.all_finite(values)
+    return steps_lib.apply_gradients(tx, state, grads, new_rest, finite=finite), logs
 
   return step
 
