@@ -539,16 +539,17 @@ def fit_adversarial(
     >>> result.curve("val_robust_accuracy")  # doctest: +SKIP
   """
   from optlab import metrics as metrics_lib
-  from optlab.train.loop import FitResult, _as_arrays
+  from optlab.data.base import as_xy
+  from optlab.train.loop import FitResult
   from optlab.train.state import split_model
 
   if epochs < 1:
     raise ValueError(f"fit_adversarial: epochs must be ≥ 1, got {epochs}")
-  x_train, y_train = _as_arrays(train, "train")
+  x_train, y_train = as_xy(train, "train", caller="fit_adversarial")
   if not 1 <= batch_size <= x_train.shape[0]:
     raise ValueError(f"fit_adversarial: batch_size must be in [1, {x_train.shape[0]}], "
                      f"got {batch_size}")
-  val = _as_arrays(validation, "validation")
+  val = as_xy(validation, "validation", caller="fit_adversarial")
   train_graphdef, eval_graphdef, params, model_state = split_model(model)
   state = TrainState(step=jnp.zeros([], jnp.int32), params=params, model_state=model_state,
                      opt_state=tx.init(params), skipped=jnp.zeros([], jnp.int32))
