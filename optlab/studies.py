@@ -138,3 +138,17 @@ def save_figure(fig: Any, out_path: str | pathlib.Path, dpi: int) -> pathlib.Pat
   fig.savefig(out_path, dpi=dpi)
   plt.close(fig)
   return out_path
+
+
+def draw_figure(study: str, repo: pathlib.Path, results: str | pathlib.Path,
+                figure: str | pathlib.Path, run_id: str) -> pathlib.Path:
+  """Draws `study`'s figure for run `run_id` with ``paper_figures/<study>.py`` and says where.
+
+  What every runner does after a run: the figure script reads the results file
+  only (the same script redraws it later without training).
+  """
+  drawing = load_module(f"optlab_paper_figure_{study}", repo / "paper_figures" / f"{study}.py")
+  path = drawing.draw(results, figure, run_id=run_id)
+  print(f"figure: {path}")
+  return path
+

@@ -41,7 +41,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
 from optlab.strategies import adversarial as adv  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
 from optlab.train import steps as steps_lib  # noqa: E402
 from optlab.train.state import TrainState, split_model  # noqa: E402
 
@@ -294,9 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\n{len(records)} record appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which ~{records[0]['timing']['compile_s']:.1f} s compiling)")
   if not args.no_figure:
-    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
-    path = drawing.draw(args.results, args.figure, run_id=records[0]["run_id"])
-    print(f"figure: {path}")
+    draw_figure(STUDY, REPO, args.results, args.figure, records[0]["run_id"])
   return 0
 
 

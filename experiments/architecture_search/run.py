@@ -34,7 +34,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import results  # noqa: E402
 from optlab.structure import nas, supernet  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
 
 STUDY = "architecture_search"
 LABELS = {"random": "random search", "bayesian": "TPE (Optuna)", "rl": "REINFORCE controller"}
@@ -243,9 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{t['table_compile_s']:.1f} s and training {t['table_train_s']:.1f} s, searches "
         f"{t['search_s']:.1f} s, re-training {t['verify_s']:.1f} s)")
   if not args.no_figure:
-    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
-    path = drawing.draw(args.results, args.figure, run_id=records[0]["run_id"])
-    print(f"figure: {path}")
+    draw_figure(STUDY, REPO, args.results, args.figure, records[0]["run_id"])
   return 0
 
 

@@ -48,7 +48,7 @@ from optlab.structure.distillation import (  # noqa: E402
   teacher_logits,
   unpack_targets,
 )
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
 from optlab.train import fit  # noqa: E402
 from optlab.train import steps as steps_lib  # noqa: E402
 from optlab.train.state import TrainState, learning_rate_scale, split_model  # noqa: E402
@@ -411,9 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{timing['train_s']:.1f} s training {timing['runs']} runs, fit checks "
         f"{timing['fit_checks_s']:.1f} s)")
   if not args.no_figure:
-    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
-    path = drawing.draw(args.results, args.figure, run_id=record["run_id"])
-    print(f"figure: {path}")
+    draw_figure(STUDY, REPO, args.results, args.figure, record["run_id"])
   return 0
 
 

@@ -38,7 +38,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
 from optlab.train import EarlyStopping, fit  # noqa: E402
 from optlab.tune.cv import make_folds, select  # noqa: E402
 from optlab.tune.sweep import sweep  # noqa: E402
@@ -404,9 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\n{len(records)} records appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which ~{compile_s:.1f} s compiling)")
   if not args.no_figure:
-    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
-    path = drawing.draw(args.results, args.figure, run_id=records[0]["run_id"])
-    print(f"figure: {path}")
+    draw_figure(STUDY, REPO, args.results, args.figure, records[0]["run_id"])
   return 0
 
 

@@ -37,7 +37,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, results  # noqa: E402
 from optlab.strategies import multitask as mt  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
 
 STUDY = "multitask"
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / f"{STUDY}.jsonl"
@@ -360,9 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\n{len(records)} record appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which ~{records[0]['timing']['compile_s']:.1f} s compiling)")
   if not args.no_figure:
-    drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
-    path = drawing.draw(args.results, args.figure, run_id=records[0]["run_id"])
-    print(f"figure: {path}")
+    draw_figure(STUDY, REPO, args.results, args.figure, records[0]["run_id"])
   return 0
 
 
