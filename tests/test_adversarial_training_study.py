@@ -3,32 +3,23 @@ the figure from the records alone, and the summary on hand-made inputs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from optlab import results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("adversarial_training_run_under_test",
+RUN = load_module("adversarial_training_run_under_test",
             REPO / "experiments" / "adversarial_training" / "run.py")
-FIGURE = _load("adversarial_training_figure_under_test",
+FIGURE = load_module("adversarial_training_figure_under_test",
                REPO / "paper_figures" / "adversarial_training.py")
 
 # A linear model, 2 epochs, 2-step attacks, 3 radii, one TRADES β: one small program.

@@ -3,31 +3,22 @@ vmapped students checked against fit), the figure from the records alone, the su
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from optlab import results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("distillation_run_under_test", REPO / "experiments" / "distillation" / "run.py")
-FIGURE = _load("distillation_figure_under_test", REPO / "paper_figures" / "distillation.py")
+RUN = load_module("distillation_run_under_test", REPO / "experiments" / "distillation" / "run.py")
+FIGURE = load_module("distillation_figure_under_test", REPO / "paper_figures" / "distillation.py")
 
 # One small teacher (the more-data one: the other branch only changes the images), a few
 # epochs, two temperatures, two seeds, and the fit check on.

@@ -3,32 +3,23 @@ early stopping replayed against fit's, and the summaries on hand-made inputs."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
 import pytest
 
 from optlab import results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("early_stopping_cv_run_under_test",
+RUN = load_module("early_stopping_cv_run_under_test",
             REPO / "experiments" / "early_stopping_cv" / "run.py")
-FIGURE = _load("early_stopping_cv_figure_under_test",
+FIGURE = load_module("early_stopping_cv_figure_under_test",
                REPO / "paper_figures" / "early_stopping_cv.py")
 
 # A few epochs of a linear model (the MLP without hidden layers compiles fastest), two λ,

@@ -3,10 +3,8 @@ combined SGD/Adam optimizer against the registry's, and the analysis on hand-mad
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,22 +13,15 @@ import optax
 import pytest
 
 from optlab import optim, results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("lr_batch_sensitivity_run_under_test",
+RUN = load_module("lr_batch_sensitivity_run_under_test",
             REPO / "experiments" / "lr_batch_sensitivity" / "run.py")
-FIGURE = _load("lr_batch_sensitivity_figure_under_test",
+FIGURE = load_module("lr_batch_sensitivity_figure_under_test",
                REPO / "paper_figures" / "lr_batch_sensitivity.py")
 
 # Two epochs of a tiny MLP, 2 learning rates per optimizer, one batch size: one compiled

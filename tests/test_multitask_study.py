@@ -3,10 +3,8 @@ vectorized program against fit_multitask, and the summary on hand-made inputs.""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -15,21 +13,14 @@ import pytest
 
 from optlab import results
 from optlab.strategies import multitask as mt
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("multitask_run_under_test", REPO / "experiments" / "multitask" / "run.py")
-FIGURE = _load("multitask_figure_under_test", REPO / "paper_figures" / "multitask.py")
+RUN = load_module("multitask_run_under_test", REPO / "experiments" / "multitask" / "run.py")
+FIGURE = load_module("multitask_figure_under_test", REPO / "paper_figures" / "multitask.py")
 
 # A few epochs on 100 images: the same single compiled program as the quick run.
 TINY = RUN.config.QUICK.replace(name="tiny", train_size=100, epochs=3, hidden=16)

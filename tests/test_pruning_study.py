@@ -3,10 +3,8 @@ non-zero counts in its records, the summary on hand-made inputs, the figure's sc
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -14,21 +12,14 @@ import pytest
 
 from optlab import results
 from optlab.structure import pruning
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("pruning_run_under_test", REPO / "experiments" / "pruning" / "run.py")
-FIGURE = _load("pruning_figure_under_test", REPO / "paper_figures" / "pruning.py")
+RUN = load_module("pruning_run_under_test", REPO / "experiments" / "pruning" / "run.py")
+FIGURE = load_module("pruning_figure_under_test", REPO / "paper_figures" / "pruning.py")
 
 # A narrow MLP, a few epochs, two levels: one compiled training program.
 TINY = RUN.config.QUICK.replace(

@@ -3,10 +3,8 @@ one-program strategies against train_only / per_layer_learning_rates, and the su
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,22 +14,15 @@ import pytest
 
 from optlab import results
 from optlab.strategies.transfer import per_layer_learning_rates, train_only
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
-
-RUN = _load("transfer_learning_run_under_test",
+RUN = load_module("transfer_learning_run_under_test",
             REPO / "experiments" / "transfer_learning" / "run.py")
-FIGURE = _load("transfer_learning_figure_under_test",
+FIGURE = load_module("transfer_learning_figure_under_test",
                REPO / "paper_figures" / "transfer_learning.py")
 
 # A one-hidden-layer MLP, short pretraining and target training, two sizes, two seeds.
