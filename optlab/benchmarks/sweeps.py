@@ -13,6 +13,14 @@ the same work vmapped 64 times (the batched matrix products are faster, the
 elementwise and reduction work is not), so inside the compiled programs the two
 cost about the same per run. What vectorizing removes is the per-run host work:
 state set-up, a program call, a synchronisation and an evaluation call per epoch.
+
+Measured on 2 CPU cores (jax 0.10.2): one run's scanned epoch 1.05 ms, 64 vmapped
+runs 59 ms (0.92 ms per run); batched 64×64 products run 2.6× faster than single
+ones (88 vs 34 GFLOP/s). XLA flags tried without gain: ``--xla_cpu_use_thunk_runtime
+=false``, ``--xla_cpu_use_xnnpack``, ``--xla_cpu_use_onednn`` (2× slower),
+``--xla_cpu_experimental_xnn_fusion_type=dot``, ``--xla_cpu_multi_thread_eigen
+=false``; dropping the non-finite check gains ~8%. The ratio measured 1.6–3.8×
+against a goal of 10×.
 """
 
 from __future__ import annotations
