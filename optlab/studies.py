@@ -152,3 +152,19 @@ def draw_figure(study: str, repo: pathlib.Path, results: str | pathlib.Path,
   print(f"figure: {path}")
   return path
 
+
+def config_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     configs: dict[str, Any]) -> Any:
+  """The configuration a runner's command line asks for: ``--quick``/``--full``, ``--seeds N``.
+
+  `configs` maps a mode to a config (a NamedTuple, or anything with a ``replace``
+  method) that has a ``num_seeds`` field; ``--seeds`` below 1 is a usage error.
+  """
+  cfg = configs[args.mode or "quick"]
+  if args.seeds is not None:
+    if args.seeds < 1:
+      parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    replace = getattr(cfg, "replace", None) or cfg._replace
+    cfg = replace(num_seeds=args.seeds)
+  return cfg
+

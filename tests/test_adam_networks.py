@@ -4,10 +4,8 @@ the vectorized comparison relies on."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,18 +14,14 @@ import optax
 import pytest
 
 from optlab import optim, results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_runner():
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  path = REPO / "experiments" / "adam_networks" / "run.py"
-  spec = importlib.util.spec_from_file_location("adam_networks_run_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+  return load_module("adam_networks_run_under_test",
+                     REPO / "experiments" / "adam_networks" / "run.py")
 
 
 RUN = _load_runner()

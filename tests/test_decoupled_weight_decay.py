@@ -3,10 +3,8 @@ vmapped heatmap against single runs, and the weight-decay conventions it compare
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,18 +13,14 @@ import optax
 import pytest
 
 from optlab import optim, results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_runner():
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  path = REPO / "experiments" / "decoupled_weight_decay" / "run.py"
-  spec = importlib.util.spec_from_file_location("decoupled_weight_decay_run_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+  return load_module("decoupled_weight_decay_run_under_test",
+                     REPO / "experiments" / "decoupled_weight_decay" / "run.py")
 
 
 RUN = _load_runner()

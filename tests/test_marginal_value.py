@@ -7,10 +7,8 @@ test error *is* the fraction of negatives in the test set (compared as floats, =
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -19,19 +17,15 @@ import optax
 import pytest
 
 from optlab import problems
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 
 
 def _load_runner():
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  path = REPO / "experiments" / "marginal_value" / "run.py"
-  spec = importlib.util.spec_from_file_location("marginal_value_run_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+  return load_module("marginal_value_run_under_test",
+                     REPO / "experiments" / "marginal_value" / "run.py")
 
 
 RUN = _load_runner()

@@ -3,11 +3,9 @@ one-program-for-every-optimizer trick against plain optax loops, and the tuning 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -16,22 +14,17 @@ import optax
 import pytest
 
 from optlab import optim, results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
 
 
 # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-RUN = _load("optimizer_benchmark_run_under_test",
+RUN = load_module("optimizer_benchmark_run_under_test",
             REPO / "experiments" / "optimizer_benchmark" / "run.py")
-FIGURE = _load("optimizer_benchmark_figure_under_test",
+FIGURE = load_module("optimizer_benchmark_figure_under_test",
                REPO / "paper_figures" / "optimizer_benchmark.py")
 
 # The cheapest workload, three default optimizers (two of them also tuned, 3 trials each),

@@ -12,7 +12,6 @@ converging 15× faster).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import pathlib
@@ -23,18 +22,15 @@ import numpy as np
 import pytest
 
 from optlab import optim, problems
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 THEORY_METHODS = ("gd", "heavy_ball", "nesterov")
 
 
 def _load_runner():
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  path = REPO / "experiments" / "quadratic_rates" / "run.py"
-  spec = importlib.util.spec_from_file_location("quadratic_rates_run_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return load_module("quadratic_rates_run_under_test",
+                     REPO / "experiments" / "quadratic_rates" / "run.py")
 
 
 RUN = _load_runner()

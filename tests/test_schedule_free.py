@@ -3,9 +3,7 @@ schedule's horizon, and where schedule-free runs are evaluated (the x sequence).
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -15,18 +13,14 @@ import pytest
 from flax import nnx
 
 from optlab import data, models, results
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_runner():
-  # The way the `optlab reproduce` CLI loads a study: by path, under its own name.
-  path = REPO / "experiments" / "schedule_free" / "run.py"
-  spec = importlib.util.spec_from_file_location("schedule_free_run_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module
-  spec.loader.exec_module(module)
-  return module
+  return load_module("schedule_free_run_under_test",
+                     REPO / "experiments" / "schedule_free" / "run.py")
 
 
 RUN = _load_runner()

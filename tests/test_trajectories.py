@@ -3,10 +3,8 @@ subsampling), claims that hold exactly, and the runner end to end on a tiny conf
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,20 +12,14 @@ import numpy as np
 import pytest
 
 from optlab import optim, problems
+from optlab.studies import load_module  # the way `optlab reproduce` loads a study
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: pathlib.Path):
-  # The way the `optlab reproduce` CLI loads a study: by path, registered in sys.modules.
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[name] = module
-  spec.loader.exec_module(module)
-  return module
 
 
-RUN = _load("trajectories_run_under_test", REPO / "experiments" / "trajectories" / "run.py")
+RUN = load_module("trajectories_run_under_test", REPO / "experiments" / "trajectories" / "run.py")
 QUICK = RUN.config.QUICK
 
 

@@ -38,7 +38,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, optim, results  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "adam_logistic"
@@ -490,11 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
   parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   args = parser.parse_args(argv)
-  cfg = config.CONFIGS[args.mode or "quick"]
-  if args.seeds is not None:
-    if args.seeds < 1:
-      parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = cfg.replace(num_seeds=args.seeds)
+  cfg = config_from_args(parser, args, config.CONFIGS)
   return report(cfg, args.results, seed=args.seed,
                 figure_path=None if args.no_figure else args.figure)
 

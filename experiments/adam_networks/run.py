@@ -43,7 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
 from optlab.train import make_evaluate, make_scan_epoch, make_train_step, split_model  # noqa: E402
 from optlab.train.state import TrainState  # noqa: E402
 from optlab.train.steps import cross_entropy  # noqa: E402
@@ -557,11 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
   parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   args = parser.parse_args(argv)
-  cfg = config.CONFIGS[args.mode or "quick"]
-  if args.seeds is not None:
-    if args.seeds < 1:
-      parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = cfg._replace(num_seeds=args.seeds)
+  cfg = config_from_args(parser, args, config.CONFIGS)
   return report(cfg, args.results, seed=args.seed,
                 figure_path=None if args.no_figure else args.figure)
 

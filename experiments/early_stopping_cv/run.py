@@ -38,7 +38,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
-from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
+from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
 from optlab.train import EarlyStopping, fit  # noqa: E402
 from optlab.tune.cv import make_folds, select  # noqa: E402
 from optlab.tune.sweep import sweep  # noqa: E402
@@ -391,11 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
   parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   args = parser.parse_args(argv)
-  cfg = config.CONFIGS[args.mode or "quick"]
-  if args.seeds is not None:
-    if args.seeds < 1:
-      parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = cfg.replace(num_seeds=args.seeds)
+  cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
   records = run(cfg, args.results, seed=args.seed)
   elapsed = time.perf_counter() - start

@@ -43,7 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
-from optlab.studies import load_module, study_parser  # noqa: E402
+from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "marginal_value"
@@ -479,11 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--eps-ablation", action="store_true",
                       help="run the ε ablation (config.EPS_ABLATION) instead; draws no figure")
   args = parser.parse_args(argv)
-  cfg = config.CONFIGS[args.mode or "quick"]
-  if args.seeds is not None:
-    if args.seeds < 1:
-      parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = cfg.replace(num_seeds=args.seeds)
+  cfg = config_from_args(parser, args, config.CONFIGS)
   if args.eps_ablation:
     cfg = cfg.replace(variants=config.EPS_ABLATION, ablation="eps")
 

@@ -40,7 +40,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, metrics, models, optim, results  # noqa: E402
 from optlab.structure import pruning  # noqa: E402
-from optlab.studies import draw_figure, load_module, study_parser  # noqa: E402
+from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
 from optlab.train import steps  # noqa: E402
 from optlab.train.state import TrainState, split_model  # noqa: E402
 
@@ -294,11 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   """Command line: run the study, print the table, draw the figure."""
   parser = study_parser(__doc__.split("\n")[0], DEFAULT_RESULTS, DEFAULT_FIGURE, REPO)
   args = parser.parse_args(argv)
-  cfg = config.CONFIGS[args.mode or "quick"]
-  if args.seeds is not None:
-    if args.seeds < 1:
-      parser.error(f"--seeds must be at least 1, got {args.seeds}")
-    cfg = cfg.replace(num_seeds=args.seeds)
+  cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
   records = run(cfg, args.results, seed=args.seed)
   elapsed = time.perf_counter() - start
