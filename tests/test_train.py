@@ -227,3 +227,23 @@ def test_bad_arguments(kwargs, message):
 def test_mismatched_data_is_refused():
   with pytest.raises(ValueError, match="240 inputs but 10 targets"):
     train.fit(TinyNet(), optax.sgd(0.1), (TRAIN[0], TRAIN[1][:10]), progress=False)
+
+
+def test_evaluate_at_evaluates_other_parameters_and_trains_the_iterate():
+  """`evaluate_at` (e.g. SWA/EMA averages) changes what is measured, never the training."""
+  seen_states = []
+
+  def zeros(params, opt_state):
+    seen_states.append(opt_state)
+    return jax.tree.map(jnp.zeros_like, params)
+
+  plain = train.fit(TinyNet(), optax.adam(0.05), TRAIN, validation=VAL, epochs=2, batch_size=32,
+                    clip_norm=1.0, progress=False)
+  at_zero = train.fit(TinyNet(), optax.adam(0.05), TRAIN, validation=VAL, epochs=2, batch_size=32,
+                      clip_norm=1.0, progress=False, evaluate_at=zeros)
+  # tx's own state is handed over, not the chain with clipping around it.
+  assert all(isinstance(s[0], optax.ScaleByAdamState) for s in seen_states)
+  assert [h["train_loss"] for h in at_zero.history] == [h["train_loss"] for h in plain.history]
+  np.testing.assert_allclose(at_zero.history[-1]["val_loss"], np.log(3.0), rtol=1e-6)
+  assert all(float(jnp.abs(p).max()) == 0 for p in jax.tree.leaves(params_of(at_zero.model)))
+  assert_trees_equal(at_zero.state.params, plain.state.params)

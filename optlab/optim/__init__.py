@@ -6,8 +6,13 @@ paper by default; the convention of PyTorch or optax is one argument away when
 it differs, and each docstring says which is which.
 """
 
-from optlab.optim import catalog as _catalog  # noqa: F401  (fills the registry)
-from optlab.optim import schedules
+from optlab.optim import (  # noqa: F401  (the catalogs fill the registry)
+    _catalog_modern,
+    _catalog_preconditioned,
+    _catalog_wrappers,
+    schedules,
+)
+from optlab.optim import catalog as _catalog  # noqa: F401
 from optlab.optim._common import ScaleByLearningRateState, scale_by_learning_rate
 from optlab.optim.adadelta import ScaleByAdadeltaState, adadelta, scale_by_adadelta
 from optlab.optim.adagrad import ScaleByAdagradState, adagrad, scale_by_adagrad

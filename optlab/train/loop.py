@@ -126,6 +126,7 @@ def fit(
     stop_after_epoch: int | None = None,
     progress: bool | None = None,
     run_name: str | None = None,
+    evaluate_at: Callable[[Any, Any], Any] | None = None,
 ) -> FitResult:
   """Trains `model` with `tx` on `train`, evaluating on `validation` and `test`.
 
@@ -165,6 +166,12 @@ def fit(
       and for splitting a long run across jobs).
     progress: show a progress bar (default: when stderr is a terminal).
     run_name: a name for this run in the history file.
+    evaluate_at: ``evaluate_at(params, opt_state) -> params``: the parameters to
+      evaluate instead of the iterate, given the state of `tx` (e.g.
+      ``optlab.optim.averaged_params`` for SWA/EMA, or schedule-free's
+      ``x``). Evaluations, callbacks, the best snapshot and the returned model
+      use them; training continues from the iterate. Batch-norm statistics are
+      not recomputed for them.
 
   Returns:
     A :class:`FitResult`.
@@ -207,6 +214,12 @@ def fit(
       train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite
   )
   evaluate = jax.jit(steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size))
+  tx_index = 1 if clip_norm else 0  # where tx's own state sits in full_tx's chain state
+
+  def evaluated_params(state: TrainState) -> Any:
+    if evaluate_at is None:
+      return state.params
+    return evaluate_at(state.params, state.opt_state[tx_index])
   data_bytes = train_xy[0].nbytes + train_xy[1].nbytes
   use_scan = scan if scan is not None else data_bytes < SCAN_BYTES_LIMIT
   base_key = jax.random.key(seed)
@@ -261,6 +274,7 @@ def fit(
     }])
 
   status, message = "completed", f"trained for {epochs} epochs"
+  restored_best = False  # early stopping put the best (evaluated) parameters in `state`
   train_seconds = 0.0
   bar = _progress(epochs, progress, start_epoch)
   for epoch in range(start_epoch, epochs):
@@ -293,14 +307,15 @@ def fit(
       continue
     logs: dict[str, Any] = {"epoch": epoch, "step": int(state.step), "train_loss": train_loss,
                             "skipped_steps": int(state.skipped)}
+    eval_params = evaluated_params(state)
     for prefix, (x, y) in eval_sets.items():
-      values = evaluate(state.params, state.model_state, x, y)
+      values = evaluate(eval_params, state.model_state, x, y)
       logs.update({f"{prefix}_{k}": float(v) for k, v in values.items()})
     requests: dict[str, Any] = {}
     for callback in callbacks:
       requests.update(callback.on_evaluation(epoch, logs))
     if requests.get("best"):
-      best, best_epoch = _copy((state.params, state.model_state)), epoch
+      best, best_epoch = _copy((eval_params, state.model_state)), epoch
     if "scale" in requests:
       state = state._replace(opt_state=_set_scale(state.opt_state, requests["scale"]))
       logs["lr_scale"] = float(requests["scale"])
@@ -324,6 +339,7 @@ def fit(
       status, message = "early_stopped", requests["stop"]
       if requests.get("restore_best") and best is not None:
         state = state._replace(params=best[0], model_state=best[1])
+        restored_best = True
       break
     if stop_after_epoch is not None and epoch >= stop_after_epoch:
       status, message = "interrupted", f"stopped after epoch {epoch} as asked"
@@ -336,7 +352,8 @@ def fit(
     best_epoch = None if status != "completed" else best_epoch
   if status == "diverged":
     print(f"optlab.fit: {message}", file=sys.stderr)
-  nnx.update(model, state.params, state.model_state)
+  final_params = state.params if restored_best else evaluated_params(state)
+  nnx.update(model, final_params, state.model_state)
   model.eval()
   return FitResult(
       model=model, state=state, history=history, status=status, message=message,

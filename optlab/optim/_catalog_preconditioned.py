@@ -1,0 +1,3 @@
+"""Registers optlab's preconditioned research optimizers (issue 7); imported by optlab.optim."""
+
+from __future__ import annotations
