@@ -38,6 +38,30 @@ def study_names() -> list[str]:
   return sorted(p.name for p in root.iterdir() if (p / "run.py").is_file())
 
 
+def check_studies(names: Sequence[str], available: Sequence[str] | None = None) -> list[str]:
+  """Returns `names` (all of `available` when empty), raising for a study that does not exist.
+
+  Args:
+    names: study names, as given to ``optlab reproduce``.
+    available: the known studies (default: :func:`study_names`).
+
+  Raises:
+    ValueError: a name that is not a study; the message suggests the closest names
+      and lists the available ones.
+
+  Example:
+    >>> check_studies(["pruning"], available=["pruning", "distillation"])
+    ['pruning']
+  """
+  available = list(study_names() if available is None else available)
+  for name in names:
+    if name not in available:
+      close = difflib.get_close_matches(name, available, n=3)
+      hint = f" Did you mean: {', '.join(close)}?" if close else ""
+      raise ValueError(f"unknown study {name!r}.{hint} Available: {', '.join(available)}")
+  return list(names) or available
+
+
 def _load_study(name: str):
   from optlab.studies import load_module
 
@@ -106,14 +130,11 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(f"optlab: no studies found under {experiments_dir()}; run from the optlab checkout "
           "or set OPTLAB_EXPERIMENTS", file=sys.stderr)
     return 2
-  requested = args.studies or available
-  for name in requested:
-    if name not in available:
-      close = difflib.get_close_matches(name, available, n=3)
-      hint = f" Did you mean: {', '.join(close)}?" if close else ""
-      print(f"optlab: unknown study {name!r}.{hint} Available: {', '.join(available)}",
-            file=sys.stderr)
-      return 2
+  try:
+    requested = check_studies(args.studies, available)
+  except ValueError as error:
+    print(f"optlab: {error}", file=sys.stderr)
+    return 2
   forwarded = ["--full" if args.full else "--quick"]
   if args.seeds is not None:
     forwarded += ["--seeds", str(args.seeds)]

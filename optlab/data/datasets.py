@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +23,8 @@ _REGISTRY: dict[str, Loader] = {
   "mnist": idx.mnist_idx,
   "mnist_5k": packaged.mnist_5k,
   "mnist1d": packaged.mnist1d,
-  "bible": lambda **kw: text.char_dataset("bible", **kw),
-  "pydoc": lambda **kw: text.char_dataset("pydoc", **kw),
+  "bible": functools.partial(text.char_dataset, "bible"),
+  "pydoc": functools.partial(text.char_dataset, "pydoc"),
   "synthetic_classification": synthetic.synthetic_classification,
   "sparse_logistic": synthetic.sparse_logistic,
 }
@@ -55,6 +57,7 @@ def load(name: str, **kwargs: Any) -> Dataset | DatasetSplits:
 
   Raises:
     ValueError: an unknown name; the message suggests the closest names.
+    TypeError: a keyword the loader does not take; the message lists those it does.
 
   Example:
     >>> load("synthetic_classification", n=10, dim=3).x.shape
@@ -65,4 +68,27 @@ def load(name: str, **kwargs: Any) -> Dataset | DatasetSplits:
     close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ValueError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(names())}")
+  _check_kwargs(name, loader, kwargs)
   return loader(**kwargs)
+
+
+def _check_kwargs(name: str, loader: Loader, kwargs: dict[str, Any]) -> None:
+  """Raises TypeError for keywords `loader` does not take, suggesting the closest."""
+  try:
+    parameters = inspect.signature(loader).parameters
+  except (TypeError, ValueError):
+    return
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+    return  # the loader forwards its keywords; it checks them itself
+  accepted = list(parameters)
+  unknown = [k for k in kwargs if k not in accepted]
+  if unknown:
+    hints = "; ".join(
+      f"{k!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(
+        k, accepted, n=1, cutoff=0.6))
+      for k in unknown
+    )
+    raise TypeError(
+      f"load: dataset {name!r} has no argument {hints}. "
+      f"Accepted: {', '.join(accepted) or 'none'}"
+    )

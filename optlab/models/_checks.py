@@ -98,22 +98,64 @@ def check_features(where: str, x: jax.Array, expected: Sequence[Any], hint: str 
     )
 
 
+def _input_dtype(x: Any) -> np.dtype | None:
+  """The dtype `x` would have as an array, found without handing it to JAX (None if none)."""
+  dtype = getattr(x, "dtype", None)
+  if dtype is None:
+    try:
+      dtype = np.asarray(x).dtype
+    except Exception:
+      return None
+  try:
+    return np.dtype(dtype)
+  except TypeError:
+    return None
+
+
+def _is_concrete(x: Any) -> bool:
+  """True for a NumPy array or a committed JAX array, False for a tracer."""
+  return not isinstance(x, jax.core.Tracer)
+
+
 def check_float_input(where: str, x: Any) -> jax.Array:
-  """Returns `x` as an array, raising TypeError for non-numeric inputs."""
+  """Returns `x` as an array, raising TypeError for non-numeric or complex inputs.
+
+  The dtype is checked before the value reaches JAX, so an array of strings or
+  objects fails here with the model's name, not deep inside JAX.
+  """
+  dtype = _input_dtype(x)
+  if dtype is not None and not (jnp.issubdtype(dtype, jnp.number) or dtype == np.bool_):
+    raise TypeError(
+      f"{where}: expected a real numeric array (float, int or bool), got dtype {dtype}"
+    )
+  if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+    raise TypeError(
+      f"{where}: expected a real numeric array (float, int or bool), got dtype {dtype}; "
+      "pass the real and imaginary parts as separate features"
+    )
   x = jnp.asarray(x)
   if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
     raise TypeError(f"{where}: expected a numeric array, got dtype {x.dtype}")
   return x
 
 
-def check_token_input(where: str, x: Any, max_len: int | None = None) -> jax.Array:
-  """Returns integer token ids of shape (batch, time), raising TypeError/ValueError otherwise."""
-  x = jnp.asarray(x)
-  if not jnp.issubdtype(x.dtype, jnp.integer):
+def check_token_input(
+  where: str, x: Any, max_len: int | None = None, vocab_size: int | None = None
+) -> jax.Array:
+  """Returns integer token ids of shape (batch, time), raising TypeError/ValueError otherwise.
+
+  With `vocab_size`, concrete (not traced) ids are also checked to lie in
+  [0, vocab_size): an id outside the embedding table would otherwise give NaN
+  logits. Under `jax.jit` the values are unknown and only the shape and dtype are
+  checked.
+  """
+  dtype = _input_dtype(x)
+  if dtype is None or not jnp.issubdtype(dtype, jnp.integer):
     raise TypeError(
-      f"{where}: expected integer token ids of shape (batch, time), got dtype {x.dtype}; "
+      f"{where}: expected integer token ids of shape (batch, time), got dtype {dtype}; "
       "pass float features to a model built for features instead"
     )
+  x = jnp.asarray(x)
   if x.ndim != 2:
     raise ValueError(
       f"{where}: expected token ids of shape (batch, time), got shape {_shape(x.shape)}"
@@ -123,6 +165,13 @@ def check_token_input(where: str, x: Any, max_len: int | None = None) -> jax.Arr
       f"{where}: sequence length {x.shape[1]} exceeds max_len={max_len}; "
       f"expected shape (batch, time <= {max_len}), got {_shape(x.shape)}"
     )
+  if vocab_size is not None and x.size and _is_concrete(x):
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or high >= vocab_size:
+      raise ValueError(
+        f"{where}: token ids must lie in [0, vocab_size={vocab_size}), got ids in "
+        f"[{low}, {high}]"
+      )
   return x
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from typing import Any
 
 from flax import nnx
@@ -40,6 +42,7 @@ def get(name: str, **kwargs: Any) -> nnx.Module:
 
   Raises:
     ValueError: for an unknown name, listing the closest known names.
+    TypeError: for a keyword the model does not take, listing the ones it does.
 
   Example:
     >>> get("mlp", in_features=4, hidden_sizes=[8], out_features=3).out_features
@@ -50,6 +53,18 @@ def get(name: str, **kwargs: Any) -> nnx.Module:
     raise ValueError(
       f"get: name {name!r} is not a registered model.{suggest(name, _MODELS)} "
       f"Known: {', '.join(names())}"
+    )
+  accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+  unknown = [k for k in kwargs if k not in accepted]
+  if unknown:
+    hints = "; ".join(
+      f"{k!r}" + "".join(f" (did you mean {c!r}?)" for c in difflib.get_close_matches(
+        k, accepted, n=1, cutoff=0.6))
+      for k in unknown
+    )
+    raise TypeError(
+      f"get: model {name!r} ({cls.__name__}) has no argument {hints}. "
+      f"Accepted: {', '.join(accepted)}"
     )
   kwargs.setdefault("rngs", nnx.Rngs(0))
   return cls(**kwargs)

@@ -195,7 +195,7 @@ class RNNClassifier(nnx.Module):
     to logits (batch, num_classes). `deterministic` and `rngs` are as in `MLP`."""
     where = "RNNClassifier"
     if self.embed is not None:
-      x = self.embed(_checks.check_token_input(where, x))
+      x = self.embed(_checks.check_token_input(where, x, vocab_size=self.in_features))
     else:
       x = _checks.check_float_input(where, x)
       _checks.check_features(
@@ -284,7 +284,7 @@ class CharRNNLM(nnx.Module):
       deterministic: as in `MLP`.
       rngs: as in `MLP`.
     """
-    tokens = _checks.check_token_input("CharRNNLM", tokens)
+    tokens = _checks.check_token_input("CharRNNLM", tokens, vocab_size=self.vocab_size)
     rngs = _checks.as_rngs(rngs)
     ys, final = self.rnn(self.embed(tokens), carry, deterministic=deterministic, rngs=rngs)
     logits = self.head(apply_dropout(self.dropout, ys, deterministic, rngs))

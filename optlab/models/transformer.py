@@ -162,7 +162,9 @@ class TransformerLM(nnx.Module):
 
     `deterministic` and `rngs` are as in `MLP`.
     """
-    tokens = _checks.check_token_input("TransformerLM", tokens, self.max_len)
+    tokens = _checks.check_token_input(
+      "TransformerLM", tokens, self.max_len, vocab_size=self.vocab_size
+    )
     rngs = _checks.as_rngs(rngs)
     x = self.embed(tokens) + self.pos_embed(jnp.arange(tokens.shape[1]))[None]
     x = apply_dropout(self.dropout, x, deterministic, rngs)
@@ -248,7 +250,9 @@ class TransformerClassifier(nnx.Module):
   def _embed_inputs(self, x: jax.Array) -> jax.Array:
     where = "TransformerClassifier"
     if self.tokens:
-      return self.embed(_checks.check_token_input(where, x, self.max_len))
+      return self.embed(
+        _checks.check_token_input(where, x, self.max_len, vocab_size=self.in_features)
+      )
     x = _checks.check_float_input(where, x)
     _checks.check_features(where, x, ("batch", "time", self.in_features))
     if x.shape[1] > self.max_len:

@@ -53,7 +53,13 @@ def check_range(
     low_inclusive: bool = True,
     high_inclusive: bool = True,
 ) -> None:
-  """Raises ValueError unless `value` is finite and lies in the given interval."""
+  """Raises ValueError unless `value` is finite and lies in the given interval.
+
+  A string is a TypeError here (it would otherwise pass unchecked and fail deep inside
+  JAX at the first update).
+  """
+  if isinstance(value, (str, bytes)):
+    raise TypeError(f"{where}: {name} must be a number, got the string {value!r}")
   try:
     array = concrete_values(value)
   except TypeError as error:
@@ -79,6 +85,9 @@ def check_learning_rate(where: str, value: Any, name: str = "learning_rate") -> 
     raise ValueError(f"{where}: {name} is required (a number ≥ 0 or a schedule), got None")
   if callable(value):
     return
+  if isinstance(value, (str, bytes)):
+    raise TypeError(f"{where}: {name} must be a number ≥ 0 or a schedule (a callable of the "
+                    f"step), got the string {value!r}")
   check_range(where, name, value, 0.0, math.inf)
 
 

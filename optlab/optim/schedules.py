@@ -424,7 +424,11 @@ def get_schedule(name: str, /, **kwargs: Any) -> optax.Schedule:
   Raises:
     ValueError: for an unknown name; the message suggests the closest names.
     TypeError: for arguments the schedule does not accept, or required ones that
-      are missing; the message lists the arguments it accepts.
+      are missing; the message lists the arguments it accepts. Also for a step
+      count that is not an integer.
+    ValueError: for a negative step count, a non-positive ``transition_steps`` or
+      ``decay_steps``, or a ``warmup_cosine_decay`` whose ``decay_steps`` (which
+      includes the warmup) is not longer than ``warmup_steps``.
 
   Example:
     >>> import optax
@@ -466,4 +470,42 @@ def get_schedule(name: str, /, **kwargs: Any) -> optax.Schedule:
         f"get_schedule: schedule {canonical!r} ({_qualified_name(factory)}): "
         f"{problem}. It accepts: {_describe_signature(factory)}."
     ) from None
+  if factory.__module__.startswith("optax"):
+    _check_optax_steps(canonical, kwargs)
   return factory(**kwargs)
+
+
+# Step-count arguments of optax's schedules and the least value each accepts. optax
+# itself turns a non-positive `transition_steps` into a constant schedule (with only a
+# log message) and accepts negative boundaries; asked for by name, these are errors.
+_OPTAX_STEP_MINIMUM = {
+    "transition_steps": 1,
+    "decay_steps": 1,
+    "warmup_steps": 0,
+    "transition_begin": 0,
+}
+
+
+def _check_optax_steps(canonical: str, kwargs: dict[str, Any]) -> None:
+  """Checks the step counts of an optax schedule built by name (see `get_schedule`)."""
+  where = f"get_schedule({canonical!r})"
+  steps = {
+      arg: _check_steps(where, arg, kwargs[arg], minimum=minimum)
+      for arg, minimum in _OPTAX_STEP_MINIMUM.items() if arg in kwargs
+  }
+  if canonical == "warmup_cosine_decay" and "decay_steps" in steps:
+    warmup = steps.get("warmup_steps", 0)
+    if steps["decay_steps"] <= warmup:
+      raise ValueError(
+          f"{where}: decay_steps counts the warmup too (the total length of the schedule), "
+          f"so it must be > warmup_steps = {warmup}, got decay_steps={steps['decay_steps']}"
+      )
+  if "boundaries_and_scales" in kwargs and kwargs["boundaries_and_scales"] is not None:
+    for boundary in kwargs["boundaries_and_scales"]:
+      _check_steps(where, "boundaries_and_scales (a boundary)", boundary)
+  if canonical == "join" and "boundaries" in kwargs:
+    boundaries = [_check_steps(where, "boundaries (a boundary)", b) for b in kwargs["boundaries"]]
+    if boundaries != sorted(boundaries):
+      raise ValueError(
+          f"{where}: boundaries must be non-decreasing step counts, got {boundaries}"
+      )
