@@ -157,12 +157,7 @@ CASES = [
   pytest.param(lambda t: optim.get("adamm"), ValueError,
                r"unknown optimizer 'adamm'\. Did you mean: adam", id="optimizer-unknown-name"),
   pytest.param(lambda t: optim.get("optax.adam", learning_rate=-0.1), ValueError,
-               r"learning_rate must be in \[0, inf\], got -0\.1", id="optax-optimizer-lr",
-               marks=_xfail("optax-sourced registry entries are built unchecked (45 of 66 "
-                            "accept learning_rate=-0.1): optlab/optim/registry.get should run "
-                            "_validation.check_learning_rate / check_decay / check_non_negative "
-                            "on the common hyperparameters (learning_rate, b1, b2, momentum, "
-                            "decay, eps, weight_decay) of optax and optax.contrib entries")),
+               r"learning_rate must be in \[0, inf\], got -0\.1", id="optax-optimizer-lr"),
   # Gradients and parameters that do not match.
   pytest.param(lambda t: _update("adam", {"w": jnp.ones((3,))}), ValueError,
                r"updates do not have the tree structure of the first-moment buffer.*"
@@ -178,11 +173,7 @@ CASES = [
                r"leaf 0 of the params has dtype complex64.*real floating-point.*"
                r"split_real_and_imaginary", id="params-complex"),
   pytest.param(lambda t: _update("adam", jax.tree.map(lambda p: p.astype(jnp.int32), PARAMS)),
-               TypeError, r"updates has dtype int32.*floating", id="gradients-integer",
-               marks=_xfail("integer gradients on float parameters give integer (zero) "
-                            "updates silently: the classic optimizers' update functions "
-                            "(optlab/optim/adam.py and siblings) should call "
-                            "_validation.check_float_tree(where, updates, 'updates')")),
+               TypeError, r"updates has dtype int32.*floating", id="gradients-integer"),
   pytest.param(lambda t: (lambda tx: tx.update(PARAMS, tx.init(PARAMS)))(optim.get("adamw")),
                ValueError, r"weight decay needs the parameters: call update\(updates, state, "
                r"params\)", id="adamw-update-without-params"),
@@ -399,11 +390,7 @@ CASES = [
   pytest.param(lambda t: _sweep(batch_size=20), ValueError,
                r"batch_size 20 is larger than the 10 training examples", id="sweep-batch-size"),
   pytest.param(lambda t: _sweep(hyperparams={"learning_rate": [0.1, -0.1]}), ValueError,
-               r"learning_rate must be in \[0, inf\], got -0\.1", id="sweep-negative-lr",
-               marks=_xfail("swept values are injected as traced arrays, so the optimizer's "
-                            "range checks never see them and a negative learning rate trains: "
-                            "optlab/tune/sweep.py should build optim.get(name, **config) once "
-                            "per configuration (eagerly, cheap) before vmapping")),
+               r"learning_rate must be in \[0, inf\], got -0\.1", id="sweep-negative-lr"),
   # Results files and study configurations.
   pytest.param(_corrupted_results, UserWarning,
                r"runs\.jsonl:2: skipping corrupted record", id="results-corrupted-line"),

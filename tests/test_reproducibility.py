@@ -140,11 +140,6 @@ def test_sweep_is_reproducible_and_seeds_differ(swept):
   assert not np.array_equal(losses[:, 0], losses[:, 1])
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-  "sweep of a model with dropout (its state holds PRNG keys) fails in "
-  "optlab/tune/sweep.py _tree_bytes: jnp.dtype(key<fry>) is not a data type; it should "
-  "count key leaves by jax.random.key_data(leaf).nbytes (or skip them). Passing "
-  "chunk_size= avoids the estimate"))
 def test_sweep_of_a_model_with_dropout_is_reproducible():
   first, second = _sweep((0,), dropout=0.1), _sweep((0,), dropout=0.1)
   np.testing.assert_array_equal(first["train_loss"], second["train_loss"])
@@ -172,10 +167,6 @@ def test_history_records_the_optimizer_and_model(mlp_runs):
   assert "optimizer" in start and "model" in start
 
 
-@pytest.mark.xfail(strict=True, reason=(
-  "SweepResult.to_records() carries the swept configuration, seed, epoch and metrics "
-  "but not the optimizer name, fixed hyperparameters, batch size, epochs or provenance: "
-  "optlab/tune/sweep.py should add them to every record"))
 def test_sweep_records_say_how_to_rerun(swept):
   record = swept.to_records()[0]
   assert {"optimizer", "batch_size", "epochs", "provenance"} <= set(record)

@@ -147,7 +147,7 @@ def check_float_tree(where: str, tree: Any, what: str = "params") -> None:
       raise TypeError(
           f"{where}: leaf {i} of the {what} has dtype {dtype}; this optimizer accepts "
           "real floating-point arrays only (float16, bfloat16, float32, float64). "
-          "Cast integer parameters with .astype(jnp.float32); split complex ones with "
+          f"Cast integer {what} with .astype(jnp.float32); split complex ones with "
           "optax.contrib.split_real_and_imaginary."
       )
 

@@ -50,6 +50,7 @@ def scale_by_adadelta(rho: float = 0.95, eps: float = 1e-6) -> optax.GradientTra
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.accumulated_gradients, "accumulator")
+    v.check_float_tree(where, updates, "updates")
     acc_g = jax.tree.map(
         lambda a, g: rho * a + (1 - rho) * g * g, state.accumulated_gradients, updates
     )

@@ -53,6 +53,7 @@ def scale_by_adagrad(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.sum_of_squares, "accumulator")
+    v.check_float_tree(where, updates, "updates")
     sum_of_squares = jax.tree.map(lambda s, g: s + g * g, state.sum_of_squares, updates)
     if eps_in_sqrt:
       denominators = jax.tree.map(lambda s: jnp.sqrt(s + eps), sum_of_squares)

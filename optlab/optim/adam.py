@@ -61,6 +61,7 @@ def scale_by_adam(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.mu, "first-moment buffer")
+    v.check_float_tree(where, updates, "updates")
     mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
     nu = jax.tree.map(lambda n, g: b2 * n + (1 - b2) * g * g, state.nu, updates)
     count = optax.safe_increment(state.count)
@@ -159,6 +160,7 @@ def scale_by_adamax(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.mu, "first-moment buffer")
+    v.check_float_tree(where, updates, "updates")
     mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
     if eps_inside_max:
       nu = jax.tree.map(lambda n, g: jnp.maximum(b2 * n, jnp.abs(g) + eps), state.nu, updates)

@@ -60,6 +60,7 @@ def _momentum_descent(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.velocity, "momentum buffer")
+    v.check_float_tree(where, updates, "updates")
     rate = c.step_size(learning_rate, state.count)
     if velocity_form == "paper":
       # v ← μ v − α g;  heavy ball: u = v;  Nesterov (look-ahead): u = μ v − α g.

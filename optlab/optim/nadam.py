@@ -64,6 +64,7 @@ def scale_by_nadam(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.mu, "first-moment buffer")
+    v.check_float_tree(where, updates, "updates")
     count = optax.safe_increment(state.count)
     mu_t = _momentum_coefficient(b1, momentum_decay, count)
     mu_next = _momentum_coefficient(b1, momentum_decay, count + 1)

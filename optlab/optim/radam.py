@@ -67,6 +67,7 @@ def scale_by_radam(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.mu, "first-moment buffer")
+    v.check_float_tree(where, updates, "updates")
     mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
     nu = jax.tree.map(lambda n, g: b2 * n + (1 - b2) * g * g, state.nu, updates)
     count = optax.safe_increment(state.count)

@@ -18,7 +18,20 @@ from typing import Any
 import jax.numpy as jnp
 import optax
 
+from optlab.optim import _validation as v
 from optlab.optim.space import Dimension
+
+# Hyperparameters whose meaning is the same across optax's optimizers, checked when an
+# optax or optax.contrib entry is built (optlab's own factories check all of theirs).
+_COMMON_CHECKS = {
+    "learning_rate": lambda where, value: value is None or v.check_learning_rate(where, value),
+    "b1": lambda where, value: v.check_decay(where, "b1", value),
+    "b2": lambda where, value: v.check_decay(where, "b2", value),
+    "momentum": lambda where, value: value is None or v.check_decay(where, "momentum", value),
+    "decay": lambda where, value: v.check_decay(where, "decay", value),
+    "eps": lambda where, value: v.check_non_negative(where, "eps", value),
+    "weight_decay": lambda where, value: v.check_non_negative(where, "weight_decay", value),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +193,10 @@ def get(
         f"{entry.name}: unknown hyperparameter {hints}. Accepted: {', '.join(accepted)}"
     )
   kwargs = {**entry.defaults, **hyperparams}
+  if entry.source != "optlab":
+    for arg, check in _COMMON_CHECKS.items():
+      if arg in hyperparams:
+        check(entry.name, hyperparams[arg])
   if not inject:
     return entry.factory(**kwargs)
   factory = optax.inject_hyperparams(

@@ -64,6 +64,7 @@ def scale_by_rmsprop(
   def update_fn(updates, state, params=None):
     del params
     v.check_same_structure(where, updates, state.nu, "second-moment buffer")
+    v.check_float_tree(where, updates, "updates")
     nu = jax.tree.map(lambda n, g: decay * n + (1 - decay) * g * g, state.nu, updates)
     if centered:
       mu = jax.tree.map(lambda m, g: decay * m + (1 - decay) * g, state.mu, updates)

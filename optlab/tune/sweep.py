@@ -29,6 +29,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from optlab import results
 from optlab.data.base import as_xy
 from optlab.train import steps as steps_lib
 from optlab.train.state import TrainState, split_model
@@ -53,6 +54,9 @@ class SweepResult:
     num_chunks: compiled-program calls per epoch (chunks over all groups).
     chunk_size: runs per chunk (of the largest group).
     params: final parameters stacked ``[config, seed(, fold), ...]`` (``keep_params=True``).
+    setup: what every run shares, so a record can be rerun: the optimizer, its
+      fixed hyperparameters, batch size, epochs, loss, l2 and the provenance
+      (versions, machine, git commit).
   """
 
   configs: list[dict[str, Any]]
@@ -67,6 +71,7 @@ class SweepResult:
   num_chunks: int
   chunk_size: int
   params: Any = None
+  setup: dict[str, Any] = dataclasses.field(default_factory=dict)
 
   def __getitem__(self, key: str) -> np.ndarray:
     if key not in self.values:
@@ -106,7 +111,7 @@ class SweepResult:
     """One dict per (config, seed, fold, evaluation), for ``optlab.results.append_records``."""
     records = []
     for run in np.ndindex(self.status.shape):
-      base = {"kind": "sweep", **self.configs[run[0]], "seed": self.seeds[run[1]],
+      base = {"kind": "sweep", **self.setup, **self.configs[run[0]], "seed": self.seeds[run[1]],
               **({"fold": run[2]} if len(run) == 3 else {}), "status": str(self.status[run])}
       for e, epoch in enumerate(self.epochs):
         records.append({**base, "epoch": int(epoch),
@@ -145,6 +150,7 @@ class _Optimizer:
       self.label, self.accepted = entry.name, tuple(entry.hyperparameters)
       self.static_args, any_kwargs = tuple(entry.static_args), False
       self._build = lambda **kw: optim.get(optimizer, inject=True, **kw)
+      self._check = lambda **kw: optim.get(optimizer, **kw)
     elif callable(optimizer):
       signature = inspect.signature(optimizer)
       self.label = getattr(optimizer, "__name__", repr(optimizer))
@@ -153,6 +159,7 @@ class _Optimizer:
       any_kwargs = any(v.kind is v.VAR_KEYWORD for v in signature.parameters.values())
       self.static_args = ()
       self._build = lambda **kw: optax.inject_hyperparams(optimizer)(**kw)
+      self._check = optimizer
     else:
       raise TypeError(f"sweep: optimizer must be a registry name or a factory of "
                       f"hyperparameters, got {type(optimizer).__name__}")
@@ -168,6 +175,17 @@ class _Optimizer:
 
   def build(self, values: Mapping[str, Any]) -> optax.GradientTransformation:
     return self._build(**self.fixed, **values)
+
+  def check(self, index: int, values: Mapping[str, Any]) -> None:
+    """Builds configuration `values` once without injection, so its range checks run.
+
+    Injected values are traced arrays inside the vmapped program, where the
+    optimizer's checks cannot see them: a negative learning rate would train.
+    """
+    try:
+      self._check(**self.fixed, **values)
+    except (ValueError, TypeError) as error:
+      raise type(error)(f"sweep: configuration {index} {dict(values)}: {error}") from None
 
 
 def _grid_names(hyperparams: Any) -> list[str]:
@@ -224,9 +242,14 @@ def _grid(hyperparams: Any, static_args: Sequence[str]):
   return configs, names, vmapped
 
 
+def _leaf_bytes(leaf: Any) -> int:
+  if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):  # dropout's key in a model state
+    return _leaf_bytes(jax.eval_shape(jax.random.key_data, leaf))
+  return math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
+
+
 def _tree_bytes(tree: Any) -> int:
-  return sum(math.prod(leaf.shape) * jnp.dtype(leaf.dtype).itemsize
-             for leaf in jax.tree.leaves(tree))
+  return sum(_leaf_bytes(leaf) for leaf in jax.tree.leaves(tree))
 
 
 def default_memory_limit() -> int:
@@ -393,6 +416,8 @@ def sweep(
   seeds = [int(s) for s in seeds]
   opt = _Optimizer(optimizer, fixed, _grid_names(hyperparams))
   configs, names, vmapped = _grid(hyperparams, opt.static_args)
+  for index, config in enumerate(configs):
+    opt.check(index, config)
   if batch_sizes is not None:
     batch_sizes = [int(b) for b in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
@@ -587,7 +612,16 @@ def sweep(
       status=status.reshape(shape).astype(str), skipped_steps=skipped.reshape(shape),
       compile_seconds=compile_seconds, train_seconds=train_seconds, num_chunks=num_chunks,
       chunk_size=largest_chunk, params=stacked,
+      setup={"optimizer": opt.label, "fixed": _jsonable(opt.fixed), "batch_size": batch_size,
+             "epochs": epochs, "eval_every": eval_every, "loss": getattr(loss, "__name__", loss),
+             "l2": l2, "provenance": results.provenance()},
   )
+
+
+def _jsonable(values: Mapping[str, Any]) -> dict[str, Any]:
+  """Numbers and strings as they are; anything else (a schedule, a mask) by its repr."""
+  return {k: v if isinstance(v, (str, bool, int, float, type(None))) else repr(v)
+          for k, v in values.items()}
 
 
 # Compiled programs by (program text, argument and result structure): a sweep run
