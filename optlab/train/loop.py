@@ -15,7 +15,7 @@ import math
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ def fit(
     progress: bool | None = None,
     run_name: str | None = None,
     evaluate_at: Callable[[Any, Any], Any] | None = None,
+    update_stats: bool = False,
+    monitors: Mapping[str, Callable[[Any, Any], Any]] | None = None,
 ) -> FitResult:
   """Trains `model` with `tx` on `train`, evaluating on `validation` and `test`.
 
@@ -172,6 +174,22 @@ def fit(
       ``x``). Evaluations, callbacks, the best snapshot and the returned model
       use them; training continues from the iterate. Batch-norm statistics are
       not recomputed for them.
+    update_stats: also log, per parameter array, the size of the optimizer's steps
+      (see ``optlab.train.steps.update_statistics``):
+      ``"update_ratio/<path>"`` = ``‖Δθ‖/‖θ‖`` and ``"effective_lr/<path>"`` =
+      ``‖Δθ‖/‖g‖`` (``<path>`` as ``optlab.train.paths`` names parameters, e.g.
+      ``"update_ratio/layers/0/kernel"``; ``g`` the gradient of the minimized loss,
+      before clipping; ``Δθ`` the step taken, learning-rate scale included). Each
+      record holds the average over the steps of the epoch evaluated, accumulated
+      inside the compiled epoch (no extra host transfers per step); skipped steps
+      and undefined ratios (a zero norm) are left out of the average. Off by default:
+      the default step does not compute them at all.
+    monitors: ``{name: fn(params, model_state) -> scalar}`` evaluated at each
+      evaluation on the *iterate* (the trained parameters, also when `evaluate_at`
+      is given) and logged as ``name`` before the callbacks run (so early stopping
+      can watch them). E.g. the sharpness of the training loss with
+      ``optlab.diagnostics.hessian.SharpnessTracker``. Names must not clash with
+      the loop's own keys.
 
   Returns:
     A :class:`FitResult`.
@@ -184,6 +202,7 @@ def fit(
     raise ValueError(f"fit: eval_every must be ≥ 1, got {eval_every}")
   if resume and checkpoint_dir is None:
     raise ValueError("fit: resume=True needs checkpoint_dir")
+  monitors = _check_monitors(monitors)
   train_xy = as_xy(train, "train", caller="fit")
   eval_sets = {
       prefix: xy for prefix, xy in (
@@ -211,7 +230,8 @@ def fit(
       opt_state=full_tx.init(params), skipped=jnp.zeros([], jnp.int32),
   )
   train_step = steps_lib.make_train_step(
-      train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite
+      train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite,
+      update_stats=update_stats,
   )
   evaluate = jax.jit(steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size))
   tx_index = 1 if clip_norm else 0  # where tx's own state sits in full_tx's chain state
@@ -242,27 +262,37 @@ def fit(
   x_train, y_train = (jax.device_put(a) for a in train_xy) if use_scan else train_xy
   compile_seconds = 0.0
   if use_scan:
-    epoch_fn = jax.jit(steps_lib.make_scan_epoch(train_step, batch_size, augment),
+    epoch_fn = jax.jit(steps_lib.make_scan_epoch(train_step, batch_size, augment,
+                                                 update_stats=update_stats),
                        donate_argnums=(0,))
     start = time.perf_counter()
     epoch_fn = epoch_fn.lower(state, x_train, y_train, base_key).compile()
     compile_seconds += time.perf_counter() - start
   else:
     step_fn = jax.jit(train_step, donate_argnums=(0,))
+    accumulate = jax.jit(steps_lib.accumulate_statistics)
 
   def run_epoch(state, epoch_key):
+    """(state, losses, mean update statistics or None), all on the device."""
     if use_scan:
-      return epoch_fn(state, x_train, y_train, epoch_key)
+      state, outputs = epoch_fn(state, x_train, y_train, epoch_key)
+      return (state, *outputs) if update_stats else (state, outputs, None)
     order_key, augment_key = jax.random.split(epoch_key)
     indices = np.asarray(steps_lib.epoch_batch_indices(order_key, n, batch_size))
     losses = []
+    totals = (steps_lib.zero_statistics(steps_lib.update_statistic_names(state.params))
+              if update_stats else None)
     for batch in indices:
       xb, yb = jnp.asarray(x_train[batch]), jnp.asarray(y_train[batch])
       if augment is not None:
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
       state, batch_loss = step_fn(state, xb, yb)
+      if update_stats:
+        batch_loss, stats = batch_loss
+        totals = accumulate(totals, stats)
       losses.append(batch_loss)
-    return state, jnp.stack(losses)
+    stats = steps_lib.mean_statistics(totals) if update_stats else None
+    return state, jnp.stack(losses), stats
 
   run_id = run_name or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
   if history_path is not None and start_epoch == 0:
@@ -270,6 +300,7 @@ def fit(
         "kind": "run_start", "run": run_id, "epochs": epochs, "batch_size": batch_size,
         "seed": seed, "loss": getattr(loss, "__name__", loss), "metrics": list(metrics),
         "l2": l2, "clip_norm": clip_norm, "scan": bool(use_scan),
+        "update_stats": bool(update_stats), "monitors": sorted(monitors),
         "provenance": results.provenance(),
     }])
 
@@ -280,7 +311,7 @@ def fit(
   for epoch in range(start_epoch, epochs):
     epoch_start = time.perf_counter()
     skipped_before = int(state.skipped)
-    state, losses = run_epoch(state, jax.random.fold_in(base_key, epoch))
+    state, losses, epoch_stats = run_epoch(state, jax.random.fold_in(base_key, epoch))
     losses = np.asarray(losses)
     skipped_now = int(state.skipped) - skipped_before
     finite_losses = losses[np.isfinite(losses)]
@@ -311,6 +342,10 @@ def fit(
     for prefix, (x, y) in eval_sets.items():
       values = evaluate(eval_params, state.model_state, x, y)
       logs.update({f"{prefix}_{k}": float(v) for k, v in values.items()})
+    if epoch_stats is not None:
+      logs.update({k: float(v) for k, v in jax.device_get(epoch_stats).items()})
+    for name, monitor in monitors.items():
+      logs[name] = _monitor_value(name, monitor(state.params, state.model_state))
     requests: dict[str, Any] = {}
     for callback in callbacks:
       requests.update(callback.on_evaluation(epoch, logs))
@@ -360,6 +395,39 @@ def fit(
       skipped_steps=int(state.skipped), best_epoch=best_epoch,
       compile_seconds=compile_seconds, train_seconds=train_seconds,
   )
+
+
+# Keys the loop logs itself; monitors may not take them.
+_LOOP_KEYS = frozenset({"epoch", "step", "train_loss", "skipped_steps", "lr_scale",
+                        "epoch_seconds"})
+_LOOP_PREFIXES = ("val_", "test_", f"{steps_lib.UPDATE_RATIO}/", f"{steps_lib.EFFECTIVE_LR}/")
+
+
+def _check_monitors(monitors: Any) -> dict[str, Callable[[Any, Any], Any]]:
+  if monitors is None:
+    return {}
+  if not isinstance(monitors, Mapping):
+    raise TypeError(f"fit: monitors must be a dict {{name: fn(params, model_state) -> scalar}}, "
+                    f"got {type(monitors).__name__}")
+  for name, fn in monitors.items():
+    if not isinstance(name, str) or not name:
+      raise TypeError(f"fit: monitor names must be non-empty strings, got {name!r}")
+    if name in _LOOP_KEYS or name.startswith(_LOOP_PREFIXES):
+      raise ValueError(f"fit: monitor name {name!r} clashes with the loop's own logs "
+                       f"({', '.join(sorted(_LOOP_KEYS))}, and names starting with "
+                       f"{', '.join(_LOOP_PREFIXES)})")
+    if not callable(fn):
+      raise TypeError(f"fit: monitor {name!r} must be callable fn(params, model_state), got "
+                      f"{type(fn).__name__}")
+  return dict(monitors)
+
+
+def _monitor_value(name: str, value: Any) -> float:
+  array = np.asarray(jax.device_get(value))
+  if array.size != 1 or array.dtype.kind not in "biuf":
+    raise TypeError(f"fit: monitor {name!r} must return a real scalar, got "
+                    f"{type(value).__name__} of shape {array.shape} and dtype {array.dtype}")
+  return float(array.reshape(()))
 
 
 def _monitor_mode(monitor: str | None) -> str:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from optlab.train.paths import flatten_with_paths
 from optlab.train.state import TrainState
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
@@ -73,17 +74,20 @@ def apply_gradients(
     model_state: Any,
     *,
     finite: jax.Array | None = None,
-) -> TrainState:
+    return_updates: bool = False,
+) -> TrainState | tuple[TrainState, Any]:
   """One optimizer step on `state`: ``tx.update``, ``optax.apply_updates``, step + 1.
 
   Every train step of optlab (plain, adversarial, multi-task) ends here. With
   `finite` (a traced boolean: were the loss and gradients finite?), a non-finite
   step instead leaves parameters, model state and optimizer state untouched and
   increments ``state.skipped``; it is a branch (``lax.cond``), not a select over
-  every buffer, so the update runs only when the step is finite.
+  every buffer, so the update runs only when the step is finite. With
+  `return_updates`, returns ``(state, updates)``: the updates ``Δθ`` applied
+  (zeros for a skipped step).
   """
 
-  def apply(state: TrainState, grads: Any, model_state: Any) -> TrainState:
+  def apply(state: TrainState, grads: Any, model_state: Any) -> tuple[TrainState, Any]:
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     return TrainState(
         step=state.step + 1,
@@ -91,15 +95,118 @@ def apply_gradients(
         model_state=model_state,
         opt_state=opt_state,
         skipped=state.skipped,
-    )
+    ), (updates if return_updates else None)
 
-  def skip(state: TrainState, grads: Any, model_state: Any) -> TrainState:
+  def skip(state: TrainState, grads: Any, model_state: Any) -> tuple[TrainState, Any]:
+    updates = None
+    if return_updates:  # zeros shaped (and typed) like what tx.update returns
+      shapes = jax.eval_shape(tx.update, grads, state.opt_state, state.params)[0]
+      updates = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
     del grads, model_state
-    return state._replace(step=state.step + 1, skipped=state.skipped + 1)
+    return state._replace(step=state.step + 1, skipped=state.skipped + 1), updates
 
   if finite is None:
-    return apply(state, grads, model_state)
-  return jax.lax.cond(finite, apply, skip, state, grads, model_state)
+    new_state, updates = apply(state, grads, model_state)
+  else:
+    new_state, updates = jax.lax.cond(finite, apply, skip, state, grads, model_state)
+  return (new_state, updates) if return_updates else new_state
+
+
+UPDATE_RATIO = "update_ratio"
+EFFECTIVE_LR = "effective_lr"
+
+
+def update_statistic_names(params: Any, *, with_grads: bool = True) -> list[str]:
+  """The keys :func:`update_statistics` returns for `params`, in order."""
+  paths = flatten_with_paths(params)[0]
+  kinds = (UPDATE_RATIO, EFFECTIVE_LR) if with_grads else (UPDATE_RATIO,)
+  return [f"{kind}/{path}" for kind in kinds for path in paths]
+
+
+def update_statistics(params: Any, updates: Any, grads: Any = None) -> dict[str, jax.Array]:
+  """Per-layer size of an optimizer step: ``‖Δθ‖/‖θ‖`` and the effective learning rate ``‖Δθ‖/‖g‖``.
+
+  For every parameter array ``l`` (a "layer" in the per-tensor sense of LARS:
+  a kernel and its bias are reported separately), with ``θ_l`` the parameters
+  *before* the step, ``Δθ_l`` the update applied and ``g_l`` the gradient:
+
+    ``update_ratio/<path>  = ‖Δθ_l‖₂ / ‖θ_l‖₂``  (relative step size; ~1e-3 is the
+    classic healthy range),
+    ``effective_lr/<path> = ‖Δθ_l‖₂ / ‖g_l‖₂``  (the learning rate an SGD step of the
+    same length would need: exactly ``lr`` for SGD, adaptive for Adam & co.).
+
+  ``<path>`` is the parameter's path as :mod:`optlab.train.paths` names it
+  (``"layers/0/kernel"``). A ratio whose denominator is zero (a zero-initialized
+  bias, a zero gradient) is NaN: it is undefined, and epoch averages skip it.
+  Norms are computed in float32. Jit-able; cheap (one reduction per leaf).
+
+  Args:
+    params: the parameters before the step (an ``nnx.State`` or any pytree).
+    updates: the updates ``Δθ`` (``optax.apply_updates(params, updates)`` is the
+      new point), a tree like `params`.
+    grads: the gradients, a tree like `params`; None omits ``effective_lr``.
+
+  Returns:
+    A dict from ``"update_ratio/<path>"`` (and ``"effective_lr/<path>"``) to float32
+    scalars, in the order of :func:`update_statistic_names`.
+
+  Raises:
+    ValueError: `updates` or `grads` has another tree structure than `params`.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> params = {"w": jnp.array([3.0, 4.0])}
+    >>> grads = {"w": jnp.array([1.0, 0.0])}
+    >>> stats = update_statistics(params, {"w": -0.1 * grads["w"]}, grads)
+    >>> {k: round(float(v), 4) for k, v in stats.items()}
+    {'update_ratio/w': 0.02, 'effective_lr/w': 0.1}
+
+  References:
+    You, Gitman, Ginsburg, *Large Batch Training of Convolutional Networks* (LARS),
+    2017 (arXiv:1708.03888): per-layer ``‖θ‖/‖g‖`` ratios.
+  """
+  trees = {"updates": updates} if grads is None else {"updates": updates, "grads": grads}
+  structure = jax.tree.structure(params)
+  for name, tree in trees.items():
+    if jax.tree.structure(tree) != structure:
+      raise ValueError(f"update_statistics: {name} has tree structure {jax.tree.structure(tree)}"
+                       f", params has tree structure {structure}")
+
+  def norm(x):
+    return jnp.sqrt(jnp.sum(jnp.square(jnp.asarray(x, jnp.float32))))
+
+  def ratio(numerator, denominator):
+    defined = denominator > 0
+    return jnp.where(defined, numerator / jnp.where(defined, denominator, 1.0), jnp.nan)
+
+  paths, param_leaves = flatten_with_paths(params)
+  update_norms = [norm(u) for u in jax.tree.leaves(updates)]
+  stats = {f"{UPDATE_RATIO}/{path}": ratio(u, norm(p))
+           for path, p, u in zip(paths, param_leaves, update_norms, strict=True)}
+  if grads is not None:
+    stats.update({f"{EFFECTIVE_LR}/{path}": ratio(u, norm(g)) for path, g, u in
+                  zip(paths, jax.tree.leaves(grads), update_norms, strict=True)})
+  return stats
+
+
+def accumulate_statistics(totals: tuple[dict, dict], stats: dict[str, jax.Array]
+                          ) -> tuple[dict, dict]:
+  """Adds one step's statistics to running (sums, counts), skipping non-finite values."""
+  sums, counts = totals
+  finite = {k: jnp.isfinite(v) for k, v in stats.items()}
+  return ({k: sums[k] + jnp.where(finite[k], stats[k], 0.0) for k in sums},
+          {k: counts[k] + finite[k].astype(jnp.int32) for k in counts})
+
+
+def zero_statistics(names: list[str]) -> tuple[dict, dict]:
+  return ({k: jnp.zeros([], jnp.float32) for k in names},
+          {k: jnp.zeros([], jnp.int32) for k in names})
+
+
+def mean_statistics(totals: tuple[dict, dict]) -> dict[str, jax.Array]:
+  """Means of the accumulated statistics (NaN where no step defined one)."""
+  sums, counts = totals
+  return {k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1), jnp.nan) for k in sums}
 
 
 def make_train_step(
@@ -109,13 +216,16 @@ def make_train_step(
     *,
     l2: float = 0.0,
     skip_nonfinite: bool = True,
-) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]]:
+    update_stats: bool = False,
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``step(state, x, y) -> (state, loss)``, pure and jit-able.
 
   The loss minimized is ``loss_fn(model(x), y) + l2 · ½‖θ‖²``. When
   ``skip_nonfinite`` is set, a step whose loss or gradients are not finite leaves
   the parameters, model state and optimizer state unchanged and increments
-  ``state.skipped``.
+  ``state.skipped``. With ``update_stats``, the step returns
+  ``(state, (loss, stats))``, ``stats`` from :func:`update_statistics` on the
+  parameters before the step, the updates and the gradients (NaN for a skipped step).
   """
 
   def objective(params, model_state, x, y):
@@ -134,7 +244,14 @@ def make_train_step(
         state.params, state.model_state, x, y
     )
     finite = (jnp.isfinite(loss) & all_finite(grads)) if skip_nonfinite else None
-    return apply_gradients(tx, state, grads, model_state, finite=finite), loss
+    if not update_stats:
+      return apply_gradients(tx, state, grads, model_state, finite=finite), loss
+    new_state, updates = apply_gradients(tx, state, grads, model_state, finite=finite,
+                                         return_updates=True)
+    stats = update_statistics(state.params, updates, grads)
+    if finite is not None:
+      stats = {k: jnp.where(finite, v, jnp.nan) for k, v in stats.items()}
+    return new_state, (loss, stats)
 
   return step
 
@@ -186,14 +303,20 @@ def epoch_batch_indices(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 
 
 def make_scan_epoch(
-    train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, jax.Array]],
+    train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Any]],
     batch_size: int,
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
-) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, jax.Array]]:
+    *,
+    update_stats: bool = False,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``epoch(state, x, y, key) -> (state, losses)``: a whole epoch as one ``lax.scan``.
 
   The batch order is a permutation drawn from `key`; `augment(key, x_batch)` (if
   given) runs inside the scan with a key folded from the epoch key and the step.
+  With ``update_stats`` (for a step made with ``update_stats=True``), the scan also
+  carries running sums of the per-step statistics and the epoch returns
+  ``(state, (losses, means))``: each statistic averaged over the epoch's steps
+  where it was finite.
   """
 
   def epoch(state, x, y, key):
@@ -207,7 +330,17 @@ def make_scan_epoch(
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
       return train_step(state, xb, yb)
 
-    return jax.lax.scan(body, state, indices)
+    if not update_stats:
+      return jax.lax.scan(body, state, indices)
+
+    def body_with_stats(carry, batch_indices):
+      state, totals = carry
+      state, (loss, stats) = body(state, batch_indices)
+      return (state, accumulate_statistics(totals, stats)), loss
+
+    totals = zero_statistics(update_statistic_names(state.params))
+    (state, totals), losses = jax.lax.scan(body_with_stats, (state, totals), indices)
+    return state, (losses, mean_statistics(totals))
 
   return epoch
 
