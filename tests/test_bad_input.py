@@ -324,17 +324,9 @@ CASES = [
   pytest.param(lambda t: _fit(loss="crossentropy"), ValueError,
                r"unknown loss 'crossentropy'\. Did you mean: cross_entropy", id="fit-loss-unknown"),
   pytest.param(lambda t: _fit(y=Y.astype(np.float32)), TypeError,
-               r"fit: .*labels.*float32.*integer", id="fit-float-labels",
-               marks=_xfail("float labels with loss='cross_entropy' fail inside optax with no "
-                            "argument named: fit (optlab/train/loop.py) should check the "
-                            "targets' dtype against the loss (integer class ids for "
-                            "cross_entropy) before compiling")),
+               r"fit: .*labels.*float32.*integer", id="fit-float-labels"),
   pytest.param(lambda t: _fit(y=Y + 7), ValueError,
-               r"fit: .*labels.*\[7, 9\].*\[0, 3\)", id="fit-labels-out-of-range",
-               marks=_xfail("class ids >= the model's output width give a NaN loss and a "
-                            "'diverged' run: fit (optlab/train/loop.py) should compare the "
-                            "targets' range with the output width (jax.eval_shape of the "
-                            "model on one batch) before compiling")),
+               r"fit: .*labels.*\[7, 9\].*\[0, 3\)", id="fit-labels-out-of-range"),
   pytest.param(lambda t: steps.get_loss("crossentropy"), ValueError,
                r"unknown loss 'crossentropy'\. Did you mean: cross_entropy.*Known: ",
                id="loss-unknown"),

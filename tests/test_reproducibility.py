@@ -157,14 +157,16 @@ def test_history_file_says_how_to_rerun(mlp_runs):
   assert [e["train_loss"] for e in evaluations] == [h["train_loss"] for h in again.history]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-  "fit's run_start record has seed, epochs, batch_size, loss, metrics, l2, clip_norm and "
-  "provenance, but not the optimizer (name and hyperparameters) nor the model's "
-  "configuration, so a run cannot be rebuilt from its history alone: optlab/train/loop.py "
-  "should accept (or derive) an optimizer/model description and store it in run_start"))
 def test_history_records_the_optimizer_and_model(mlp_runs):
   start = mlp_runs[3][0]
-  assert "optimizer" in start and "model" in start
+  assert start["optimizer"]["name"] == "adam" and not start["optimizer"]["inject"]
+  assert {"learning_rate": 3e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8}.items() <= (
+    start["optimizer"]["hyperparams"].items())
+  assert optim.get("adam", **start["optimizer"]["hyperparams"]) is not None  # rebuildable
+  assert start["model"] == {"class": "optlab.models.mlp.MLP", "num_params": 163,
+                            "arguments": None}
+  assert start["config"] == {}
+
 
 
 def test_sweep_records_say_how_to_rerun(swept):

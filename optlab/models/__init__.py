@@ -63,7 +63,7 @@ Example:
 from optlab.models.activations import activation_names, get_activation
 from optlab.models.cnn import CNN
 from optlab.models.mlp import MLP
-from optlab.models.registry import get, names
+from optlab.models.registry import describe, get, names
 from optlab.models.rnn import CharRNNLM, RNNClassifier, RNNStack
 from optlab.models.sampling import generate
 from optlab.models.summary import count_params, param_summary
@@ -80,6 +80,7 @@ __all__ = [
   "TransformerLM",
   "activation_names",
   "count_params",
+  "describe",
   "generate",
   "get",
   "get_activation",

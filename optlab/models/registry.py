@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import weakref
 from typing import Any
 
 from flax import nnx
@@ -22,6 +23,10 @@ _MODELS: dict[str, type[nnx.Module]] = {
   "transformer_classifier": TransformerClassifier,
   "transformer_lm": TransformerLM,
 }
+
+
+# The arguments of the models `get` built, for `describe` (weak: models come and go).
+_ARGUMENTS: weakref.WeakKeyDictionary[nnx.Module, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def names() -> tuple[str, ...]:
@@ -67,4 +72,31 @@ def get(name: str, **kwargs: Any) -> nnx.Module:
       f"Accepted: {', '.join(accepted)}"
     )
   kwargs.setdefault("rngs", nnx.Rngs(0))
-  return cls(**kwargs)
+  model = cls(**kwargs)
+  _ARGUMENTS[model] = {"name": name, **{k: _plain(v) for k, v in kwargs.items() if k != "rngs"}}
+  return model
+
+
+def _plain(value: Any) -> Any:
+  if value is None or isinstance(value, (str, bool, int, float)):
+    return value
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return repr(value)
+
+
+def describe(model: nnx.Module) -> dict[str, Any]:
+  """What a training record keeps of a model: its class, parameter count and arguments.
+
+  ``arguments`` are the keyword arguments when the model was built by :func:`get`
+  (None otherwise: pass them to ``optlab.train.fit(run_config=...)``).
+
+  Example:
+    >>> describe(get("mlp", in_features=4, hidden_sizes=[8], out_features=3))["num_params"]
+    67
+  """
+  from optlab.models.summary import count_params
+
+  cls = type(model)
+  return {"class": f"{cls.__module__}.{cls.__qualname__}", "num_params": int(count_params(model)),
+          "arguments": dict(_ARGUMENTS[model]) if model in _ARGUMENTS else None}

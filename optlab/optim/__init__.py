@@ -29,7 +29,7 @@ from optlab.optim.amsgrad import ScaleByAmsgradState, amsgrad, scale_by_amsgrad
 from optlab.optim.momentum import MomentumState, gd, heavy_ball, nesterov, nesterov_iterate, sgd
 from optlab.optim.nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optlab.optim.radam import ScaleByRadamState, radam, scale_by_radam
-from optlab.optim.registry import OptimizerInfo, get, info, names, register
+from optlab.optim.registry import OptimizerInfo, describe, get, info, names, register
 from optlab.optim.rmsprop import ScaleByRmspropState, rmsprop, scale_by_rmsprop
 from optlab.optim.schedules import (
     cyclical_schedule,
@@ -67,6 +67,7 @@ __all__ = [
     "add_weight_decay",
     "amsgrad",
     "cyclical_schedule",
+    "describe",
     "gd",
     "get",
     "get_schedule",

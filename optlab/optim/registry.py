@@ -8,6 +8,7 @@ default, and the paper.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import difflib
 import inspect
@@ -57,6 +58,11 @@ class OptimizerInfo:
 
 
 _REGISTRY: dict[str, OptimizerInfo] = {}
+# What `get` built, recently: id -> (transformation, description), so that `describe`
+# can tell a training record which optimizer ran. Transformations are tuples (no weak
+# references), so the table is bounded instead.
+_BUILT: collections.OrderedDict[int, tuple[Any, dict[str, Any]]] = collections.OrderedDict()
+_BUILT_LIMIT = 1024
 
 
 def _normalize(name: str) -> str:
@@ -198,8 +204,40 @@ def get(
       if arg in hyperparams:
         check(entry.name, hyperparams[arg])
   if not inject:
-    return entry.factory(**kwargs)
-  factory = optax.inject_hyperparams(
-      entry.factory, static_args=entry.static_args, hyperparam_dtype=hyperparam_dtype
-  )
-  return factory(**kwargs)
+    tx = entry.factory(**kwargs)
+  else:
+    factory = optax.inject_hyperparams(
+        entry.factory, static_args=entry.static_args, hyperparam_dtype=hyperparam_dtype
+    )
+    tx = factory(**kwargs)
+  _BUILT[id(tx)] = (tx, {"name": entry.name, "inject": inject,
+                         "hyperparams": {k: _plain(v) for k, v in kwargs.items()}})
+  while len(_BUILT) > _BUILT_LIMIT:
+    _BUILT.popitem(last=False)
+  return tx
+
+
+def _plain(value: Any) -> Any:
+  """A JSON-friendly form of a hyperparameter: numbers and strings as they are."""
+  if value is None or isinstance(value, (str, bool, int, float)):
+    return value
+  if hasattr(value, "shape") and getattr(value, "shape", None) == ():
+    return float(value)
+  return repr(value)
+
+
+def describe(tx: Any) -> dict[str, Any] | None:
+  """How `tx` was built, when it came from :func:`get`: name, hyperparameters, inject.
+
+  Returns None for a transformation built otherwise (a hand-made chain): pass a
+  description of it to ``optlab.train.fit(run_config=...)`` instead.
+
+  Example:
+    >>> import optlab
+    >>> optlab.optim.describe(optlab.optim.get("sgd", learning_rate=0.1))["hyperparams"]
+    {'learning_rate': 0.1, 'momentum': 0.0, 'nesterov': False}
+  """
+  built = _BUILT.get(id(tx))
+  if built is None or built[0] is not tx:
+    return None
+  return {**built[1], "hyperparams": dict(built[1]["hyperparams"])}

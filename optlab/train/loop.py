@@ -27,6 +27,8 @@ from flax import nnx
 
 from optlab import results
 from optlab.data.base import as_xy
+from optlab.models import registry as models_registry
+from optlab.optim import registry as optim_registry
 from optlab.train import steps as steps_lib
 from optlab.train.callbacks import Callback, EarlyStopping
 from optlab.train.checkpoint import Checkpointer
@@ -127,6 +129,7 @@ def fit(
     progress: bool | None = None,
     run_name: str | None = None,
     evaluate_at: Callable[[Any, Any], Any] | None = None,
+    run_config: Mapping[str, Any] | None = None,
     update_stats: bool = False,
     monitors: Mapping[str, Callable[[Any, Any], Any]] | None = None,
 ) -> FitResult:
@@ -168,6 +171,9 @@ def fit(
       and for splitting a long run across jobs).
     progress: show a progress bar (default: when stderr is a terminal).
     run_name: a name for this run in the history file.
+    run_config: anything else needed to rerun this run (JSON-friendly), stored in the
+      history file's ``run_start`` record next to the optimizer and model that
+      ``optlab.optim.describe`` / ``optlab.models.describe`` know of.
     evaluate_at: ``evaluate_at(params, opt_state) -> params``: the parameters to
       evaluate instead of the iterate, given the state of `tx` (e.g.
       ``optlab.optim.averaged_params`` for SWA/EMA, or schedule-free's
@@ -225,6 +231,9 @@ def fit(
       *([optax.clip_by_global_norm(clip_norm)] if clip_norm else []), tx, learning_rate_scale()
   )
   train_graphdef, eval_graphdef, params, model_state = split_model(model)
+  if loss == "cross_entropy":
+    _check_class_labels(eval_graphdef, params, model_state, batch_size, {"train": train_xy, **{
+        {"val": "validation"}.get(k, k): xy for k, xy in eval_sets.items()}})
   state = TrainState(
       step=jnp.zeros([], jnp.int32), params=params, model_state=model_state,
       opt_state=full_tx.init(params), skipped=jnp.zeros([], jnp.int32),
@@ -301,6 +310,8 @@ def fit(
         "seed": seed, "loss": getattr(loss, "__name__", loss), "metrics": list(metrics),
         "l2": l2, "clip_norm": clip_norm, "scan": bool(use_scan),
         "update_stats": bool(update_stats), "monitors": sorted(monitors),
+        "optimizer": optim_registry.describe(tx), "model": models_registry.describe(model),
+        "config": dict(run_config or {}),
         "provenance": results.provenance(),
     }])
 
@@ -428,6 +439,29 @@ def _monitor_value(name: str, value: Any) -> float:
     raise TypeError(f"fit: monitor {name!r} must return a real scalar, got "
                     f"{type(value).__name__} of shape {array.shape} and dtype {array.dtype}")
   return float(array.reshape(()))
+
+
+def _check_class_labels(graphdef: Any, params: Any, model_state: Any, batch_size: int,
+                        sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+  """Integer class ids in [0, number of outputs), checked before anything compiles.
+
+  Float labels would fail inside optax with no argument named; ids outside the
+  model's outputs would give a NaN loss and a run reported as diverged.
+  """
+  x = sets["train"][0]
+  outputs = jax.eval_shape(lambda xb: nnx.merge(graphdef, params, model_state)(xb), x[:batch_size])
+  width = outputs.shape[-1]
+  for name, (_, y) in sets.items():
+    if not np.issubdtype(y.dtype, np.integer):
+      raise TypeError(
+          f"fit: the {name} labels have dtype {y.dtype}; loss='cross_entropy' needs integer "
+          "class ids (cast with .astype(np.int32)), or pass a loss for real-valued targets "
+          "such as loss='mse'")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= width:
+      raise ValueError(
+          f"fit: the {name} labels span [{low}, {high}] but the model has {width} outputs: "
+          f"class ids must lie in [0, {width})")
 
 
 def _monitor_mode(monitor: str | None) -> str:
