@@ -5,9 +5,11 @@
 Top row, one panel per problem (Rosenbrock, Beale): log-spaced contour lines of
 f − f* over the problem's plotting bounds, the path of each first-order method in its
 own colour (its learning rate, picked from a grid, in the legend; a circle at its last
-point), the common start (black square), the minimizer x* (star), and scipy's BFGS
-iterates as a black dashed line with dots. Bottom row: f(x_k) − f* against the
-iteration k (log-log; k = 0 not shown), with the 1e-6 target dotted.
+point), the common start (black square), the minimizer x* (star), optlab's Newton
+(brown diamonds) and L-BFGS (cyan triangles) iterates, and scipy's BFGS iterates as a
+black dashed line with dots. Bottom row: f(x_k) − f* against the iteration k (log-log;
+k = 0 and exact zeros not shown), with the 1e-6 target dotted; the legend gives each
+second-order method's evaluations to the target too.
 
 The records come from ``experiments/trajectories/run.py``; by default the most recent
 run in the file is drawn. The contour lines are f itself, evaluated on a grid from
@@ -33,8 +35,13 @@ DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "trajectories.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "trajectories.png"
 STUDY = "trajectories"
 METHODS = ("gd", "heavy_ball", "nesterov", "adagrad", "rmsprop", "adam")
+SECOND_ORDER = ("newton", "lbfgs")
 LABELS = {"gd": "GD", "heavy_ball": "heavy ball", "nesterov": "Nesterov", "adagrad": "AdaGrad",
-          "rmsprop": "RMSProp", "adam": "Adam", "bfgs": "BFGS (scipy)"}
+          "rmsprop": "RMSProp", "adam": "Adam", "bfgs": "BFGS (scipy)",
+          "newton": "Newton (α=1, backtracking)", "lbfgs": "L-BFGS (m=10, zoom search)"}
+# Second-order methods and the reference: (colour, line style, marker).
+STYLES = {"newton": ("tab:brown", "-", "D"), "lbfgs": ("tab:cyan", "-", "^"),
+          "bfgs": ("black", "--", ".")}
 COLORS = {"gd": "tab:blue", "heavy_ball": "tab:red", "nesterov": "tab:green",
           "adagrad": "tab:orange", "rmsprop": "tab:pink", "adam": "tab:purple"}
 TITLES = {"rosenbrock": "Rosenbrock", "beale": "Beale"}
@@ -99,7 +106,12 @@ def _label(record: dict) -> str:
   method = record["method"]
   hits = record["iterations_to_target"]
   reach = "not reached" if hits is None else f"{hits} it."
-  if method == "bfgs":
+  if method == "newton" and hits is not None:
+    return (f"{LABELS[method]}: {reach} ({record['hessian_evaluations_to_target']} ∇f+∇²f, "
+            f"{record['value_evaluations_to_target']} f)")
+  if method in ("bfgs", "lbfgs") and hits is not None:
+    return f"{LABELS[method]}: {reach} ({record['gradient_evaluations_to_target']} f+∇f)"
+  if method in STYLES:
     return f"{LABELS[method]}: {reach}"
   edge = " (grid edge)" if record["selection"]["at_grid_edge"] else ""
   return f"{LABELS[method]}, α={record['learning_rate']:.3g}{edge}: {reach}"
@@ -117,9 +129,12 @@ def _paths_panel(ax, panel: list[dict]) -> None:
       if finite.size:
         ax.plot(x[finite[-1]], y[finite[-1]], "o", color=COLORS[method], ms=6, mec="black",
                 mew=0.6, zorder=5)
-  for r in (r for r in panel if r["method"] == "bfgs"):
-    ax.plot(_array(r["path"]["x"]), _array(r["path"]["y"]), "--", color="black", lw=1.2,
-            marker=".", ms=5, label="BFGS iterates", zorder=4)
+  for method, (color, style, marker) in STYLES.items():
+    for r in (r for r in panel if r["method"] == method):
+      short = LABELS[method].split(" (")[0]
+      ax.plot(_array(r["path"]["x"]), _array(r["path"]["y"]), style, color=color, lw=1.2,
+              marker=marker, ms=5 if marker == "." else 3.5, label=f"{short} iterates",
+              zorder=4)
   ax.plot([], [], "o", color="white", mec="black", mew=0.6, ms=6,
           label="last iterate (method's colour)")
   start, minimizer = r0["start"], r0["minimizer"]
@@ -131,8 +146,9 @@ def _paths_panel(ax, panel: list[dict]) -> None:
   ax.set_ylim(*bounds[1])
   ax.set_xlabel("x")
   ax.set_ylabel("y")
+  first_order = [r["num_steps"] for r in panel if r["method"] in METHODS]
   ax.set_title(f"{TITLES.get(r0['problem'], r0['problem'])}: paths after "
-               f"{max(r['num_steps'] for r in panel if r['method'] != 'bfgs'):,} steps")
+               f"{max(first_order, default=0):,} steps")
 
 
 def _gaps_panel(ax, panel: list[dict]) -> None:
@@ -141,9 +157,10 @@ def _gaps_panel(ax, panel: list[dict]) -> None:
     gap = _array(r["path"]["gap"])
     gap = np.where(gap > 0, gap, np.nan)
     keep = k >= 1
-    if r["method"] == "bfgs":
-      ax.loglog(k[keep], gap[keep], "--", color="black", marker=".", ms=5, lw=1.2, zorder=4,
-                label=_label(r))
+    if r["method"] in STYLES:
+      color, style, marker = STYLES[r["method"]]
+      ax.loglog(k[keep], gap[keep], style, color=color, marker=marker,
+                ms=5 if marker == "." else 3.5, lw=1.2, zorder=4, label=_label(r))
     else:
       ax.loglog(k[keep], gap[keep], color=COLORS[r["method"]], lw=1.4, alpha=0.85,
                 label=_label(r))
@@ -153,8 +170,9 @@ def _gaps_panel(ax, panel: list[dict]) -> None:
   ax.set_xlabel("iteration k (log scale)")
   ax.set_ylabel(r"$f(x_k) - f^\star$")
   ax.grid(True, which="major", alpha=0.3)
-  ax.legend(fontsize=8, loc="lower left", framealpha=0.9,
-            title=f"learning rate α: iterations to stay < {target:g}", title_fontsize=8)
+  ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2,
+            framealpha=0.9, title=f"learning rate α: iterations to stay < {target:g}",
+            title_fontsize=8)
 
 
 def draw(
@@ -177,7 +195,7 @@ def draw(
 
   records = load(results_path, run_id)
   names = list(dict.fromkeys(r["problem"] for r in records))
-  fig, axes = plt.subplots(2, len(names), figsize=(6.4 * len(names), 11.5), squeeze=False,
+  fig, axes = plt.subplots(2, len(names), figsize=(6.6 * len(names), 13.0), squeeze=False,
                            gridspec_kw={"height_ratios": [1.25, 1.0]})
   for column, name in enumerate(names):
     panel = [r for r in records if r["problem"] == name]
@@ -187,9 +205,10 @@ def draw(
   r0 = records[0]
   fig.suptitle(
     f"Optimizer paths from the standard starts ({r0['dtype']}) over contours of f − f* (three "
-    "per decade); each method's learning rate is the best of one log-spaced grid\n(lowest "
-    f"final f − f*); legend: iterations after which f − f* stays below {r0['target']:g}; "
-    "BFGS (black, dashed) is the reference",
+    "per decade); each first-order method's learning rate is the best of one log-spaced grid\n"
+    f"(lowest final f − f*); legend: iterations after which f − f* stays below "
+    f"{r0['target']:g}; Newton and L-BFGS: optlab's registry defaults; BFGS (scipy, black, "
+    "dashed) is the reference",
     fontsize=10,
   )
   return studies.save_figure(fig, out_path, DPI)

@@ -61,6 +61,49 @@ def test_gd_with_a_small_step_never_increases_f(name):
   assert values[-1] < values[0]
 
 
+@pytest.mark.parametrize("method", RUN.SECOND_ORDER)
+def test_second_order_scan_matches_a_python_loop_and_counts_evaluations(method):
+  steps = 8
+  with jax.enable_x64(True):
+    problem = problems.rosenbrock()
+    x = jnp.asarray(RUN.as_float64(problem.init))
+    (points, values, counts), _ = RUN._timed(
+      RUN.second_order_program(problem, method, steps), x,
+      compiler_options=RUN.SECOND_ORDER_COMPILER_OPTIONS)
+    tx = optim.get(method)
+
+    def step(x, state):  # one step at a time: no scan, no reuse of the last f and ∇f
+      value, grad = jax.value_and_grad(problem.value)(x)
+      updates, state = tx.update(grad, state, x, value=value, grad=grad, value_fn=problem.value)
+      return x + updates, state
+
+    state = tx.init(x)
+    step = jax.jit(step).lower(x, state).compile(RUN.SECOND_ORDER_COMPILER_OPTIONS)
+    expected = [np.asarray(x)]
+    for _ in range(steps):
+      x, state = step(x, state)
+      expected.append(np.asarray(x))
+  np.testing.assert_allclose(points, np.stack(expected), rtol=1e-10, atol=1e-14)
+  assert points.shape == (steps + 1, 2) and values.shape == (steps + 1,)
+  counts = np.asarray(counts)
+  assert counts[0].tolist() == [0, 0, 0] and np.all(np.diff(counts, axis=0) >= 0)
+  if method == "newton":  # one ∇f and one ∇²f per iteration, ≥ 1 f per line search
+    assert counts[-1, 0] == counts[-1, 2] == steps and counts[-1, 1] >= steps
+  else:  # f and ∇f together: x_0's, then ≥ 1 per line search
+    assert counts[-1, 0] == counts[-1, 1] >= steps + 1 and counts[-1, 2] == 0
+
+
+@pytest.mark.parametrize("name", ["rosenbrock", "beale"])
+def test_newton_and_lbfgs_reach_the_minimizer_in_tens_of_iterations(name):
+  with jax.enable_x64(True):
+    problem = problems.get(name)
+    for method in RUN.SECOND_ORDER:
+      record = RUN.run_second_order(QUICK, problem, method)
+      assert record["final_gap"] < 1e-20 and record["final_distance"] < 1e-9, method
+      assert record["iterations_to_target"] <= 35, method
+      assert record["gradient_evaluations_to_target"] >= record["iterations_to_target"]
+
+
 def test_bfgs_reaches_1e_minus_10_on_rosenbrock():
   with jax.enable_x64(True):
     record = RUN.run_bfgs(QUICK, problems.rosenbrock())
@@ -118,14 +161,21 @@ def test_subsample_path_keeps_the_ends_within_the_budget():
 def test_main_writes_serializable_records_and_a_figure(tmp_path, monkeypatch, capsys):
   pytest.importorskip("matplotlib")
   tiny = QUICK.replace(optimizers=("gd", "nesterov"), rosenbrock_steps=40, beale_steps=30,
-                       learning_rates=(1e-4, 1e-3, 1e-2))
+                       learning_rates=(1e-4, 1e-3, 1e-2), second_order=("newton",),
+                       second_order_steps=6)
   monkeypatch.setitem(RUN.config.CONFIGS, "quick", tiny)
   path = tmp_path / "results" / "trajectories.jsonl"
   figure = tmp_path / "trajectories.png"
   assert RUN.main(["--quick", "--seeds", "3", "--results", str(path), "--figure", str(figure)]) == 0
   records = [json.loads(line) for line in path.read_text().splitlines()]
   assert [(r["problem"], r["method"]) for r in records] == [
-    (p, m) for p in ("rosenbrock", "beale") for m in ("gd", "nesterov", "bfgs")]
+    (p, m) for p in ("rosenbrock", "beale") for m in ("gd", "nesterov", "newton", "bfgs")]
+  assert [r["kind"] for r in records[:4]] == ["first_order", "first_order", "second_order",
+                                               "reference"]
+  newton = records[2]
+  assert newton["num_steps"] == 6 and newton["learning_rate"] is None
+  assert newton["hyperparameters"]["learning_rate"] == 1.0
+  assert newton["evaluations"]["hessians"] == 6 and len(newton["path"]["iterations"]) == 7
   assert len({r["run_id"] for r in records}) == 1
   first = records[0]
   for field in ("study", "run_id", "config", "provenance", "problem", "method", "hyperparameters",

@@ -52,6 +52,13 @@ class Config:
   # Stored points per path (half log-spaced in k for the fast early moves, a quarter
   # evenly spaced in arc length so oscillations are not cut, a quarter evenly in k).
   max_path_points: int = 400
+  # optlab's second-order entries (issue 7), with their registry defaults and nothing tuned
+  # (α = 1; the line search picks the step): Newton (dense Hessian, eigenvalue shift when it
+  # is indefinite, Armijo backtracking) and L-BFGS (memory 10, zoom line search). Their
+  # cost per iteration differs, so records count gradients, f values and Hessians.
+  second_order: tuple[str, ...] = ("newton", "lbfgs")
+  # Iterations for them: they reach 1e-6 within ~7-32 here; 60 shows them sit at x*.
+  second_order_steps: int = 60
   # scipy's BFGS with its default gradient tolerance, the reference as users run it: it
   # ends at f − f* ~ 3e-15 (Rosenbrock, 32 iterations) and ~2e-16 (Beale, 15), far below
   # the target.
@@ -68,7 +75,8 @@ class Config:
     return {"rosenbrock": self.rosenbrock_steps, "beale": self.beale_steps}[problem]
 
 
-# 5-11 s on 2 shared CPU cores, almost all of it compiling 12 small programs.
+# ~10 s of CPU time on 2 cores, almost all of it compiling 16 small programs (Newton and
+# L-BFGS add ~2.5 s of it); wall time depends on the machine's load.
 QUICK = Config(name="quick")
 
 # Ten times the budget and a grid twice as fine (49 steps, 1/8 decade apart); GD and

@@ -1,11 +1,14 @@
-"""trajectories: GD, heavy ball, Nesterov, AdaGrad, RMSProp and Adam on Rosenbrock and Beale.
+"""trajectories: first-order methods, Newton and L-BFGS on Rosenbrock and Beale.
 
-Each first-order method runs from the standard start of each problem (Moré, Garbow &
-Hillstrom 1981) for the same number of steps, with the learning rate picked from one
-log-spaced grid shared by all methods (the lowest final f − f*; see `select`), and its
-path x_0, x_1, ... is recorded for a figure over the contours of f. scipy's BFGS, from the
-same start, is the reference: a quasi-Newton method that needs tens of iterations where
-the first-order methods need hundreds to thousands (Nocedal & Wright 2006, Ch. 6).
+Each first-order method (GD, heavy ball, Nesterov, AdaGrad, RMSProp, Adam) runs from the
+standard start of each problem (Moré, Garbow & Hillstrom 1981) for the same number of
+steps, with the learning rate picked from one log-spaced grid shared by all methods (the
+lowest final f − f*; see `select`), and its path x_0, x_1, ... is recorded for a figure
+over the contours of f. optlab's second-order entries, Newton's method and L-BFGS
+(`optlab.optim.get("newton" | "lbfgs")`, registry defaults, nothing tuned), run from the
+same start with their evaluations of f, ∇f and ∇²f counted; scipy's BFGS is the external
+reference (Nocedal & Wright 2006, Ch. 3, 6, 7): they need tens of iterations where the
+first-order methods need hundreds to thousands.
 
 Every path is one compiled `jax.lax.scan` over the steps, `vmap`-ped over the grid, in
 float64. For Nesterov's method the recorded iterate is his x_k (Sutskever's θ,
@@ -43,10 +46,16 @@ from optlab.studies import load_module  # noqa: E402
 
 STUDY = "trajectories"
 METHODS = ("gd", "heavy_ball", "nesterov", "adagrad", "rmsprop", "adam")
+SECOND_ORDER = ("newton", "lbfgs")
 MOMENTUM_METHODS = ("heavy_ball", "nesterov")
 REFERENCE = "bfgs"
 DEFAULT_RESULTS = REPO / "paper_figures" / "results" / "trajectories.jsonl"
 DEFAULT_FIGURE = REPO / "paper_figures" / "trajectories.png"
+# Compiling is most of the study's time. Newton's and L-BFGS's programs (line searches,
+# eigh, the zoom search's nested loops) compile about twice as fast without XLA's backend
+# optimizations, at no measurable run-time cost (60 iterations of a 2-D problem). The
+# first-order programs keep the default, so their numbers stay bit-for-bit what they were.
+SECOND_ORDER_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 config = load_module("optlab_trajectories_config", HERE / "config.py")
@@ -109,10 +118,52 @@ def trajectory_program(problem: problems.Problem, method: str, num_steps: int,
   return jax.jit(jax.vmap(one, in_axes=(0, None)))
 
 
-def _timed(program, *args) -> tuple[Any, dict[str, float]]:
+def second_order_program(problem: problems.Problem, method: str, num_steps: int):
+  """A jitted function x0 (d,) → (points (K+1, d), f (K+1,), counts (K+1, 3)).
+
+  `method` is ``"newton"`` or ``"lbfgs"``, built by the registry with its defaults.
+  ``counts[k]`` is the cumulative number of (gradients, f values, Hessians) evaluated to
+  reach x_k. Newton: one ∇f (its f comes with it, passed as ``value``) and one ∇²f per
+  iteration, plus the f values of its backtracking. L-BFGS: each trial of the zoom line
+  search evaluates f and ∇f together, and the last one, at x_{k+1}, is reused for the
+  next iteration (``optax.value_and_grad_from_state``); x_0's is the one extra.
+  """
+  if method not in SECOND_ORDER:
+    raise ValueError(f"second_order_program: method must be one of {SECOND_ORDER}, got "
+                     f"{method!r}")
+  tx = optim.get(method)
+
+  def step(carry, _):
+    x, state = carry
+    if method == "lbfgs":
+      value, grad = optax.value_and_grad_from_state(problem.value)(x, state=state)
+      first = jnp.isinf(optax.tree.get(state, "value")).astype(jnp.int32)
+      updates, state = tx.update(grad, state, x, value=value, grad=grad,
+                                 value_fn=problem.value)
+      trials = optax.tree.get(state, "info").num_linesearch_steps + first
+      counts = jnp.stack([trials, trials, jnp.zeros_like(trials)])
+    else:
+      value, grad = jax.value_and_grad(problem.value)(x)
+      updates, state = tx.update(grad, state, x, value=value, value_fn=problem.value)
+      counts = jnp.stack([jnp.ones([], jnp.int32), state.value_evaluations,
+                          jnp.ones([], jnp.int32)])
+    x = optax.apply_updates(x, updates)
+    return (x, state), (x, problem.value(x), counts)
+
+  def run(x0):
+    _, (points, values, counts) = jax.lax.scan(step, (x0, tx.init(x0)), length=num_steps)
+    zeros = jnp.zeros((1, 3), jnp.int32)
+    return (jnp.concatenate([x0[None], points]),
+            jnp.concatenate([problem.value(x0)[None], values]),
+            jnp.concatenate([zeros, jnp.cumsum(counts, axis=0)]))
+
+  return jax.jit(run)
+
+
+def _timed(program, *args, compiler_options=None) -> tuple[Any, dict[str, float]]:
   """Runs `program`, timing compilation (lower + compile) and execution separately."""
   start = time.perf_counter()
-  compiled = program.lower(*args).compile()
+  compiled = program.lower(*args).compile(compiler_options=compiler_options)
   compile_s = time.perf_counter() - start
   start = time.perf_counter()
   out = jax.block_until_ready(compiled(*args))
@@ -234,6 +285,7 @@ def run_method(cfg, problem: problems.Problem, method: str) -> dict:
   minimizer = as_float64(problem.minimizer)
   return {
     **_problem_fields(problem),
+    "kind": "first_order",
     "method": method,
     "hyperparameters": {**optim.info(method).defaults, **fixed, "learning_rate": lr},
     "learning_rate": lr,
@@ -260,6 +312,47 @@ def run_method(cfg, problem: problems.Problem, method: str) -> dict:
     "iterations_to_target": hits[best],
     "gradient_evaluations_to_target": hits[best],  # one gradient per step
     "path": subsample_path(points[best], gaps[best], problem.bounds, cfg.max_path_points),
+    "timing": timing,
+  }
+
+
+def run_second_order(cfg, problem: problems.Problem, method: str) -> dict:
+  """Newton or L-BFGS (registry defaults) from the standard start, one record."""
+  num_steps = cfg.second_order_steps
+  dtype = jnp.dtype(cfg.dtype)
+  x0 = jnp.asarray(as_float64(problem.init), dtype)
+  (points, values, counts), timing = _timed(second_order_program(problem, method, num_steps),
+                                            x0, compiler_options=SECOND_ORDER_COMPILER_OPTIONS)
+  timing["runs_in_program"] = 1
+  gaps = values - problem.optimal_value
+  hit = iterations_to(gaps, cfg.target)
+  final = points[-1]
+  minimizer = as_float64(problem.minimizer)
+  at_hit = (lambda column: None if hit is None else int(counts[hit, column]))  # noqa: E731
+  return {
+    **_problem_fields(problem),
+    "kind": "second_order",
+    "method": method,
+    "hyperparameters": dict(optim.info(method).defaults),
+    "learning_rate": None,  # not tuned: α = 1 and the line search picks the step
+    "num_steps": num_steps,
+    "dtype": cfg.dtype,
+    "selection": None,
+    "initial_gap": float(gaps[0]),
+    "final_gap": float(gaps[-1]),
+    "final_point": final,
+    "final_distance": float(np.linalg.norm(final - minimizer)),
+    "target": cfg.target,
+    "target_rule": "first k after which f − f* < target holds to the end of the run",
+    "iterations_to_target": hit,
+    "gradient_evaluations_to_target": at_hit(0),
+    "value_evaluations_to_target": at_hit(1),
+    "hessian_evaluations_to_target": at_hit(2) if method == "newton" else None,
+    "evaluations": {"gradients": int(counts[-1, 0]), "values": int(counts[-1, 1]),
+                    "hessians": int(counts[-1, 2]),
+                    "note": ("L-BFGS evaluates f and ∇f together; Newton's f values are "
+                             "its backtracking trials (f(x_k) comes with ∇f(x_k))")},
+    "path": subsample_path(points, gaps, problem.bounds, cfg.max_path_points),
     "timing": timing,
   }
 
@@ -298,6 +391,7 @@ def run_bfgs(cfg, problem: problems.Problem) -> dict:
   minimizer = as_float64(problem.minimizer)
   return {
     **_problem_fields(problem),
+    "kind": "reference",
     "method": REFERENCE,
     "hyperparameters": {"gtol": cfg.bfgs_gtol, "maxiter": cfg.bfgs_maxiter, "jac": "jax.grad"},
     "learning_rate": None,
@@ -335,14 +429,17 @@ def run(
     reference: also run scipy's BFGS on each problem.
 
   Returns:
-    One record per (problem, method), then BFGS's, per problem in the config's order.
+    Per problem in the config's order: one record per first-order method, then one per
+    second-order method (``cfg.second_order``), then BFGS's.
   """
   methods = tuple(cfg.optimizers if methods is None else methods)
   unknown = [m for m in methods if m not in METHODS]
+  unknown += [m for m in cfg.second_order if m not in SECOND_ORDER]
   unknown += [p for p in cfg.problems if p not in ("rosenbrock", "beale")]
   if unknown:
     raise ValueError(f"run: unknown methods or problems {unknown}; expected methods from "
-                     f"{METHODS} and problems from ('rosenbrock', 'beale')")
+                     f"{METHODS}, second-order ones from {SECOND_ORDER} and problems from "
+                     "('rosenbrock', 'beale')")
   run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
   common = {"study": STUDY, "run_id": run_id, "config": cfg, "provenance": results.provenance()}
   records = []
@@ -351,6 +448,8 @@ def run(
       problem = problems.get(name)
       for method in methods:
         records.append({**common, **run_method(cfg, problem, method)})
+      for method in cfg.second_order:
+        records.append({**common, **run_second_order(cfg, problem, method)})
       if reference:
         records.append({**common, **run_bfgs(cfg, problem)})
   if results_path is not None:
@@ -366,14 +465,26 @@ def _sci(value: float | None) -> str:
   return "—" if value is None else f"{value:.2e}"
 
 
+def _second_order_cost(r: dict) -> str:
+  """Iterations to target with what they cost: gradients, f values, Hessians."""
+  hits = r["iterations_to_target"]
+  if hits is None:
+    return "not reached"
+  if r["method"] == "newton":
+    return (f"{hits} ({r['gradient_evaluations_to_target']} ∇f+∇²f, "
+            f"{r['value_evaluations_to_target']} f)")
+  return f"{hits} ({r['gradient_evaluations_to_target']} f+∇f)"
+
+
 def table(records: list[dict]) -> str:
   """One row per (problem, method): the chosen step, f − f*, ‖x − x*‖, iterations to target."""
   r0 = records[0]
   target = r0["target"]
   lines = [f"Trajectories from the standard starts, {r0['dtype']}; step size from one "
-           "log-spaced grid per method (lowest final f − f*); * = pick at the grid's edge"]
+           "log-spaced grid per first-order method (lowest final f − f*); * = pick at the "
+           "grid's edge; Newton and L-BFGS: registry defaults (α = 1, line search)"]
   header = (f"{'problem':<11}{'method':<12}{'steps':>7}{'learning rate':>15}{'final f − f*':>14}"
-            f"{'‖x − x*‖':>11}{'iters to stay < ' + format(target, 'g'):>26}")
+            f"{'‖x − x*‖':>11}{'iters to stay < ' + format(target, 'g'):>30}")
   for problem in dict.fromkeys(r["problem"] for r in records):
     lines.append(header)
     for r in (r for r in records if r["problem"] == problem):
@@ -381,8 +492,10 @@ def table(records: list[dict]) -> str:
         lr = "—"
         hits = r["iterations_to_target"]
         reached = ("not reached" if hits is None
-                   else f"{hits} ({r['gradient_evaluations_to_target']} grads)")
+                   else f"{hits} ({r['gradient_evaluations_to_target']} f+∇f)")
         name = "BFGS*" if not r["scipy"]["success"] else "BFGS"
+      elif r["method"] in SECOND_ORDER:
+        lr, reached, name = "— (LS)", _second_order_cost(r), r["method"]
       else:
         edge = "*" if r["selection"]["at_grid_edge"] else " "
         lr = f"{r['learning_rate']:.3g}{edge}"
@@ -390,7 +503,7 @@ def table(records: list[dict]) -> str:
         reached = "not reached" if hits is None else str(hits)
         name = r["method"]
       lines.append(f"{problem:<11}{name:<12}{r['num_steps']:>7}{lr:>15}"
-                   f"{_sci(r['final_gap']):>14}{_sci(r['final_distance']):>11}{reached:>26}")
+                   f"{_sci(r['final_gap']):>14}{_sci(r['final_distance']):>11}{reached:>30}")
   return "\n".join(lines)
 
 
@@ -425,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   print(f"\n{len(records)} records appended to {args.results} "
         f"({cfg.name} mode, {elapsed:.1f} s, of which ~{compile_s:.1f} s compiling)")
   for r in records:
-    selection = r.get("selection", {})
+    selection = r.get("selection") or {}
     if selection.get("all_diverged"):
       print(f"note: {r['method']} on {r['problem']} diverged at every step size of the grid")
     elif selection.get("at_grid_edge"):
