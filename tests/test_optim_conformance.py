@@ -34,6 +34,30 @@ CONFORMANCE_HYPERPARAMS = {
     "adamax": {"learning_rate": 0.05},
     "nadam": {"learning_rate": 0.05},
     "radam": {"learning_rate": 0.05},
+    # Shampoo/SOAP: refresh every 2 steps and precondition from step 1, so short checks use
+    # them; Shampoo also preconditions the vector "w", with a ridge (ε_M = 1e-3) above float32
+    # eigenvalue noise so that jit and eager agree to 1e-5 (see scale_by_shampoo).
+    "shampoo": {"learning_rate": 0.05, "precondition_frequency": 2,
+                "start_preconditioning_step": 1, "precondition_1d": True, "matrix_eps": 1e-3},
+    # SOAP: "b" keeps an exactly rank-1 gradient, so its rotated null-space coordinates hold only
+    # float32 rounding (~1e-7·|G|), which Adam's normalization would blow up to O(1) steps with
+    # ε = 1e-8; ε = 1e-2 keeps that noise out, so jit and eager agree to 1e-5.
+    "soap": {"learning_rate": 0.05, "precondition_frequency": 2, "eps": 1e-2},
+    # Muon: "b" (2×3) gets Muon, "w" (vector) AdamW at Muon's rate (None), so lr = 0 stops both.
+    "muon": {"learning_rate": 0.05, "adam_learning_rate": None},
+    "mars": {"learning_rate": 0.05},
+    "cautious_adamw": {"learning_rate": 0.05, "weight_decay": 0.0},
+    "cautious_lion": {"learning_rate": 0.01},
+    "adam_mini": {"learning_rate": 0.05},
+    # Wrappers (base by registry name, its learning rate the wrapper's own) and second order.
+    "lookahead": {"base": "sgd", "learning_rate": 0.15, "sync_period": 3},
+    "schedule_free": {"base": "sgd", "learning_rate": 0.1},
+    "schedule_free_sgd": {"learning_rate": 0.1},
+    "schedule_free_adamw": {"learning_rate": 0.05},
+    "ema": {"base": "adam", "learning_rate": 0.05, "decay": 0.9},
+    "swa": {"base": "sgd", "learning_rate": 0.15, "start_step": 2},
+    "newton": {"learning_rate": 1.0},  # exact in one step on a quadratic
+    "lbfgs": {"learning_rate": 1.0},
 }
 STEPS = 300
 CURVATURES = jnp.linspace(1.0, 10.0, 6)
@@ -53,10 +77,31 @@ def hyperparams(name):
   return CONFORMANCE_HYPERPARAMS[name]
 
 
+# The extra update arguments (``optim.info(name).extra_args``: value, grad, value_fn for
+# L-BFGS and Newton) of the optimizer under test, set from each test's `name` parameter.
+_EXTRA_ARGS: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _declared_extra_args(request):
+  callspec = getattr(request.node, "callspec", None)
+  name = callspec.params.get("name") if callspec else None
+  _EXTRA_ARGS[:] = optim.info(name).extra_args if name else ()
+
+
+def extra_update_args(params):
+  """The extra update arguments the optimizer under test declares, for `loss` at `params`."""
+  if not _EXTRA_ARGS:
+    return {}
+  value, grad = jax.value_and_grad(loss)(params)
+  available = {"value": value, "grad": grad, "value_fn": loss}
+  return {arg: available[arg] for arg in _EXTRA_ARGS}
+
+
 def make_step(tx):
   def step(params, state):
     grads = jax.grad(loss)(params)
-    updates, state = tx.update(grads, state, params)
+    updates, state = tx.update(grads, state, params, **extra_update_args(params))
     return optax.apply_updates(params, updates), state
 
   return step
@@ -113,7 +158,7 @@ def test_keeps_parameter_dtype(name, dtype, inject):
     assert leaf.dtype == dtype
     assert bool(jnp.all(jnp.isfinite(leaf.astype(jnp.float32))))
   assert jax.tree.map(lambda x: jnp.asarray(x).dtype, state) == initial_state_dtypes
-  updates, _ = tx.update(jax.grad(loss)(params), state, params)
+  updates, _ = tx.update(jax.grad(loss)(params), state, params, **extra_update_args(params))
   assert all(u.dtype == dtype for u in jax.tree.leaves(updates))
 
 

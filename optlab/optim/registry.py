@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -221,7 +222,9 @@ def _plain(value: Any) -> Any:
   """A JSON-friendly form of a hyperparameter: numbers and strings as they are."""
   if value is None or isinstance(value, (str, bool, int, float)):
     return value
-  if hasattr(value, "shape") and getattr(value, "shape", None) == ():
+  if isinstance(value, jax.core.Tracer):  # built inside jit or vmap: no value to record
+    return "<traced>"
+  if getattr(value, "shape", None) == ():
     return float(value)
   return repr(value)
 
