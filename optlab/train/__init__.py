@@ -17,7 +17,7 @@ Example:
   'completed'
 """
 
-from optlab.train import paths
+from optlab.train import distributed, paths
 from optlab.train.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
 from optlab.train.checkpoint import Checkpointer
 from optlab.train.loop import FitResult, fit
@@ -47,6 +47,7 @@ __all__ = [
     "TrainState",
     "binary_cross_entropy",
     "cross_entropy",
+    "distributed",
     "fit",
     "get_loss",
     "learning_rate_scale",

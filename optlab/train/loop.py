@@ -29,6 +29,7 @@ from optlab import results
 from optlab.data.base import as_xy
 from optlab.models import registry as models_registry
 from optlab.optim import registry as optim_registry
+from optlab.train import distributed
 from optlab.train import steps as steps_lib
 from optlab.train.callbacks import Callback, EarlyStopping
 from optlab.train.checkpoint import Checkpointer
@@ -120,6 +121,7 @@ def fit(
     divergence_factor: float = 1e3,
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     scan: bool | None = None,
+    mesh: jax.sharding.Mesh | None = None,
     history_path: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     checkpoint_keep: int = 2,
@@ -132,6 +134,8 @@ def fit(
     run_config: Mapping[str, Any] | None = None,
     update_stats: bool = False,
     monitors: Mapping[str, Callable[[Any, Any], Any]] | None = None,
+    accumulate_steps: int = 1,
+    compute_dtype: Any = None,
 ) -> FitResult:
   """Trains `model` with `tx` on `train`, evaluating on `validation` and `test`.
 
@@ -161,6 +165,17 @@ def fit(
     augment: ``augment(key, x_batch) -> x_batch``, run inside the compiled step.
     scan: compile each epoch as one ``lax.scan`` (default: when the training
       arrays are under 2 GiB); False drives the jitted step from Python.
+    mesh: train data-parallel over this ``jax.sharding.Mesh`` (e.g.
+      ``optlab.train.distributed.data_mesh()``): every batch is split along the
+      mesh's ``"data"`` axis (or its only axis) with ``NamedSharding``, the
+      parameters, model state and optimizer state are replicated (or, on a mesh
+      that also has a ``"model"`` axis, their large arrays split along it), and
+      ``jax.jit`` partitions the same step, all-reducing the gradients. Same result
+      as one device up to floating-point reduction order. `batch_size` must be a
+      multiple of the data axis' size. The mesh may span several processes (see
+      ``optlab.train.distributed.initialize_from_env``): each passes the same
+      arrays. The returned model holds mesh-placed arrays; evaluation runs
+      replicated.
     history_path: append the history (one JSON record per evaluation) here.
     checkpoint_dir: save the last `checkpoint_keep` checkpoints (and the best by
       `checkpoint_monitor`) here, at every evaluation.
@@ -196,6 +211,17 @@ def fit(
       can watch them). E.g. the sharpness of the training loss with
       ``optlab.diagnostics.hessian.SharpnessTracker``. Names must not clash with
       the loop's own keys.
+    accumulate_steps: gradient accumulation: each optimizer step averages the
+      gradients of this many micro-batches of `batch_size`, summed inside one
+      compiled step (``lax.scan``), so the effective batch is
+      ``accumulate_steps × batch_size`` while only one micro-batch's activations
+      are alive at a time. A schedule, ``skip_nonfinite`` and callbacks' learning-rate
+      scale all act per optimizer step; ``history["step"]`` counts optimizer steps.
+    compute_dtype: mixed precision, e.g. ``jnp.bfloat16``: the forward and backward
+      passes run in this dtype, while the parameters, gradients and optimizer
+      state stay float32 (the master copy); evaluation uses the float32 parameters.
+      No loss scaling is needed for bfloat16 (float32's exponent range); float16
+      is refused. See ``optlab.train.steps.make_train_step``.
 
   Returns:
     A :class:`FitResult`.
@@ -204,8 +230,14 @@ def fit(
     raise ValueError(f"fit: epochs must be ≥ 1, got {epochs}")
   if batch_size < 1:
     raise ValueError(f"fit: batch_size must be ≥ 1, got {batch_size}")
+  steps_lib.check_accumulate_steps(accumulate_steps, caller="fit")
+  compute_dtype = steps_lib.check_compute_dtype(compute_dtype, caller="fit")
+  step_examples = batch_size * accumulate_steps  # examples per optimizer step
   if eval_every < 1:
     raise ValueError(f"fit: eval_every must be ≥ 1, got {eval_every}")
+  if mesh is not None:
+    distributed.check_mesh(mesh, "fit")
+    distributed.check_batch_size(batch_size, mesh, "fit")
   if resume and checkpoint_dir is None:
     raise ValueError("fit: resume=True needs checkpoint_dir")
   monitors = _check_monitors(monitors)
@@ -217,8 +249,11 @@ def fit(
       ) if xy is not None
   }
   n = train_xy[0].shape[0]
-  if batch_size > n:
-    raise ValueError(f"fit: batch_size {batch_size} is larger than the {n} training examples")
+  if step_examples > n:
+    raise ValueError(
+        f"fit: batch_size {batch_size}" + (f" × accumulate_steps {accumulate_steps}"
+                                           if accumulate_steps > 1 else "")
+        + f" is larger than the {n} training examples")
   loss_fn = steps_lib.get_loss(loss)
   metric_fns = _metric_functions(metrics)
   checkpointer = (
@@ -240,7 +275,7 @@ def fit(
   )
   train_step = steps_lib.make_train_step(
       train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite,
-      update_stats=update_stats,
+      update_stats=update_stats, accumulate_steps=accumulate_steps, compute_dtype=compute_dtype,
   )
   evaluate = jax.jit(steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size))
   tx_index = 1 if clip_norm else 0  # where tx's own state sits in full_tx's chain state
@@ -268,17 +303,25 @@ def fit(
     for callback, callback_state in zip(callbacks, record["callbacks"], strict=True):
       callback.load_state_dict(callback_state)
 
-  x_train, y_train = (jax.device_put(a) for a in train_xy) if use_scan else train_xy
+  # Data parallel: state placed on the mesh, batches split, outputs pinned.
+  parallel = distributed.DataParallel(mesh, state) if mesh is not None else None
+  placed = {} if parallel is None else {"out_shardings": parallel.out_shardings}
+  if parallel is not None:
+    state = parallel.place_state(state)
+  to_device = jax.device_put if parallel is None else parallel.replicate
+  to_batch = jnp.asarray if parallel is None else parallel.split_batch
+  x_train, y_train = (to_device(a) for a in train_xy) if use_scan else train_xy
   compile_seconds = 0.0
   if use_scan:
-    epoch_fn = jax.jit(steps_lib.make_scan_epoch(train_step, batch_size, augment,
-                                                 update_stats=update_stats),
-                       donate_argnums=(0,))
+    scan_epoch = steps_lib.make_scan_epoch(
+        train_step, step_examples, augment, update_stats=update_stats,
+        batch_sharding=None if parallel is None else parallel.batch_sharding)
+    epoch_fn = jax.jit(scan_epoch, donate_argnums=(0,), **placed)
     start = time.perf_counter()
     epoch_fn = epoch_fn.lower(state, x_train, y_train, base_key).compile()
     compile_seconds += time.perf_counter() - start
   else:
-    step_fn = jax.jit(train_step, donate_argnums=(0,))
+    step_fn = jax.jit(train_step, donate_argnums=(0,), **placed)
     accumulate = jax.jit(steps_lib.accumulate_statistics)
 
   def run_epoch(state, epoch_key):
@@ -287,12 +330,12 @@ def fit(
       state, outputs = epoch_fn(state, x_train, y_train, epoch_key)
       return (state, *outputs) if update_stats else (state, outputs, None)
     order_key, augment_key = jax.random.split(epoch_key)
-    indices = np.asarray(steps_lib.epoch_batch_indices(order_key, n, batch_size))
+    indices = np.asarray(steps_lib.epoch_batch_indices(order_key, n, step_examples))
     losses = []
     totals = (steps_lib.zero_statistics(steps_lib.update_statistic_names(state.params))
               if update_stats else None)
     for batch in indices:
-      xb, yb = jnp.asarray(x_train[batch]), jnp.asarray(y_train[batch])
+      xb, yb = to_batch(x_train[batch]), to_batch(y_train[batch])
       if augment is not None:
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
       state, batch_loss = step_fn(state, xb, yb)
@@ -309,6 +352,9 @@ def fit(
         "kind": "run_start", "run": run_id, "epochs": epochs, "batch_size": batch_size,
         "seed": seed, "loss": getattr(loss, "__name__", loss), "metrics": list(metrics),
         "l2": l2, "clip_norm": clip_norm, "scan": bool(use_scan),
+        "mesh": None if mesh is None else {str(k): int(v) for k, v in mesh.shape.items()},
+        "accumulate_steps": accumulate_steps,
+        "compute_dtype": None if compute_dtype is None else str(compute_dtype),
         "update_stats": bool(update_stats), "monitors": sorted(monitors),
         "optimizer": optim_registry.describe(tx), "model": models_registry.describe(model),
         "config": dict(run_config or {}),
@@ -364,6 +410,8 @@ def fit(
       best, best_epoch = _copy((eval_params, state.model_state)), epoch
     if "scale" in requests:
       state = state._replace(opt_state=_set_scale(state.opt_state, requests["scale"]))
+      if parallel is not None:
+        state = parallel.place_state(state)
       logs["lr_scale"] = float(requests["scale"])
     logs["epoch_seconds"] = time.perf_counter() - epoch_start
     history.append(logs)

@@ -209,6 +209,76 @@ def mean_statistics(totals: tuple[dict, dict]) -> dict[str, jax.Array]:
   return {k: jnp.where(counts[k] > 0, sums[k] / jnp.maximum(counts[k], 1), jnp.nan) for k in sums}
 
 
+def check_accumulate_steps(accumulate_steps: Any, caller: str = "make_train_step") -> int:
+  """`accumulate_steps` as a positive int, or a ValueError/TypeError naming it."""
+  if isinstance(accumulate_steps, bool) or not isinstance(accumulate_steps, int):
+    raise TypeError(f"{caller}: accumulate_steps must be an int ≥ 1 (micro-batches per "
+                    f"optimizer step), got {accumulate_steps!r}")
+  if accumulate_steps < 1:
+    raise ValueError(f"{caller}: accumulate_steps must be ≥ 1, got {accumulate_steps}")
+  return accumulate_steps
+
+
+def check_compute_dtype(compute_dtype: Any, caller: str = "make_train_step") -> Any:
+  """`compute_dtype` as a numpy dtype (None stays None), or an error naming it.
+
+  Accepted: floating dtypes with float32's exponent range (bfloat16, float32).
+  float16 is refused: its range (≤ 65504, normals ≥ 6e-5) makes small gradients
+  underflow unless the loss is scaled, which optlab does not do.
+  """
+  if compute_dtype is None:
+    return None
+  try:
+    dtype = jnp.dtype(compute_dtype)
+  except TypeError as error:
+    raise TypeError(f"{caller}: compute_dtype must be a dtype such as jnp.bfloat16, got "
+                    f"{compute_dtype!r}") from error
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise ValueError(f"{caller}: compute_dtype must be a floating dtype (jnp.bfloat16 or "
+                     f"jnp.float32), got {dtype}")
+  if float(jnp.finfo(dtype).max) < 1e38:
+    raise ValueError(f"{caller}: compute_dtype {dtype} has a narrower exponent range than "
+                     "float32 and would need loss scaling, which optlab does not do; use "
+                     "jnp.bfloat16 (float32's range, no scaling needed)")
+  return dtype
+
+
+def cast_floating(tree: Any, dtype: Any) -> Any:
+  """Casts the floating-point leaves of `tree` to `dtype` (integer and key leaves unchanged)."""
+  def cast(x):
+    x_dtype = getattr(x, "dtype", None)
+    if x_dtype is not None and jnp.issubdtype(x_dtype, jnp.floating) and x_dtype != dtype:
+      return x.astype(dtype)
+    return x
+
+  return jax.tree.map(cast, tree)
+
+
+def _like(tree: Any, reference: Any) -> Any:
+  """`tree` with each floating leaf cast back to the dtype of the same leaf of `reference`."""
+  def cast(x, ref):
+    if jnp.issubdtype(ref.dtype, jnp.floating) and x.dtype != ref.dtype:
+      return x.astype(ref.dtype)
+    return x
+
+  return jax.tree.map(cast, tree, reference)
+
+
+def _micro_batches(array: jax.Array, accumulate_steps: int, name: str) -> jax.Array:
+  """(k·b, ...) -> (k, b, ...), micro-batch j holding examples j, j + k, j + 2k, ...
+
+  Strided rather than contiguous so that a batch sharded along its first axis
+  over devices gives micro-batches sharded the same way (each device keeps its
+  share of every micro-batch).
+  """
+  n = array.shape[0]
+  if n % accumulate_steps:
+    raise ValueError(f"make_train_step: the batch of {n} examples ({name}) does not split into "
+                     f"accumulate_steps={accumulate_steps} equal micro-batches")
+  split = array.reshape(n // accumulate_steps, accumulate_steps, *array.shape[1:])
+  return jnp.swapaxes(split, 0, 1)
+
+
 def make_train_step(
     graphdef: nnx.GraphDef,
     tx: optax.GradientTransformation,
@@ -217,6 +287,8 @@ def make_train_step(
     l2: float = 0.0,
     skip_nonfinite: bool = True,
     update_stats: bool = False,
+    accumulate_steps: int = 1,
+    compute_dtype: Any = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``step(state, x, y) -> (state, loss)``, pure and jit-able.
 
@@ -226,23 +298,70 @@ def make_train_step(
   ``state.skipped``. With ``update_stats``, the step returns
   ``(state, (loss, stats))``, ``stats`` from :func:`update_statistics` on the
   parameters before the step, the updates and the gradients (NaN for a skipped step).
+
+  Gradient accumulation: with ``accumulate_steps=k``, the batch of ``k·b``
+  examples is split into k micro-batches of b (micro-batch j holds examples j,
+  j + k, ...) and a ``lax.scan`` sums their gradients before one optimizer step
+  on the mean: the same step as one batch of ``k·b`` (the mean of equal-sized
+  micro-batch means is the batch mean), with the activations of only one
+  micro-batch alive at a time. The model state (dropout counters, batch-norm
+  statistics) is threaded through the micro-batches, so batch normalization
+  sees micro-batches of b.
+
+  Mixed precision: with ``compute_dtype=jnp.bfloat16``, the float32 parameters
+  (the master copy the optimizer updates) and floating inputs are cast to
+  bfloat16 inside the loss, so the forward and backward passes run in bfloat16;
+  the outputs are cast back to float32 before `loss_fn`, and the gradients come
+  out float32 (the transpose of the cast), so `tx` and its state stay float32.
+  No loss scaling: bfloat16 has float32's 8-bit exponent (range ~1e-38 to 3e38),
+  so gradients do not underflow as in float16; only the mantissa is shorter.
   """
+  accumulate_steps = check_accumulate_steps(accumulate_steps)
+  compute_dtype = check_compute_dtype(compute_dtype)
 
   def objective(params, model_state, x, y):
     # copy=True: the merged model mutates its state (dropout RNG counts, batch
     # statistics) inside jax.grad, which Flax allows only on fresh Variables.
-    model = nnx.merge(graphdef, params, model_state, copy=True)
-    outputs = model(x)
+    compute_params = params if compute_dtype is None else cast_floating(params, compute_dtype)
+    model = nnx.merge(graphdef, compute_params, model_state, copy=True)
+    if compute_dtype is None:
+      outputs = model(x)
+    else:
+      outputs = cast_floating(model(cast_floating(x, compute_dtype)), jnp.float32)
     loss = loss_fn(outputs, y)
     if l2:
       loss = loss + l2 * l2_penalty(params)
     _, _, new_model_state = nnx.split(model, nnx.Param, ...)
+    if compute_dtype is not None:  # batch statistics keep their own dtype
+      new_model_state = _like(new_model_state, model_state)
     return loss, new_model_state
 
+  grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+  def accumulated(params, model_state, x, y):
+    """``grad_fn`` over k micro-batches: the mean loss and gradient, in one ``lax.scan``."""
+    xs = _micro_batches(x, accumulate_steps, "x")
+    ys = _micro_batches(y, accumulate_steps, "y")
+
+    def sum_dtype(p):
+      return jnp.float32 if jnp.issubdtype(p.dtype, jnp.floating) else p.dtype
+
+    def body(carry, batch):
+      model_state, loss_sum, grad_sum = carry
+      (loss, model_state), grads = grad_fn(params, model_state, *batch)
+      grad_sum = jax.tree.map(lambda s, g: s + g.astype(s.dtype), grad_sum, grads)
+      return (model_state, loss_sum + loss.astype(jnp.float32), grad_sum), None
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(p.shape, sum_dtype(p)), params)
+    carry = (model_state, jnp.zeros([], jnp.float32), zeros)
+    (model_state, loss_sum, grad_sum), _ = jax.lax.scan(body, carry, (xs, ys))
+    grads = jax.tree.map(lambda s, p: (s / accumulate_steps).astype(p.dtype), grad_sum, params)
+    return (loss_sum / accumulate_steps, model_state), grads  # the loss summed in float32
+
+  loss_and_grads = grad_fn if accumulate_steps == 1 else accumulated
+
   def step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, jax.Array]:
-    (loss, model_state), grads = jax.value_and_grad(objective, has_aux=True)(
-        state.params, state.model_state, x, y
-    )
+    (loss, model_state), grads = loss_and_grads(state.params, state.model_state, x, y)
     finite = (jnp.isfinite(loss) & all_finite(grads)) if skip_nonfinite else None
     if not update_stats:
       return apply_gradients(tx, state, grads, model_state, finite=finite), loss
@@ -308,6 +427,7 @@ def make_scan_epoch(
     augment: Callable[[jax.Array, jax.Array], jax.Array] | None = None,
     *,
     update_stats: bool = False,
+    batch_sharding: jax.sharding.Sharding | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``epoch(state, x, y, key) -> (state, losses)``: a whole epoch as one ``lax.scan``.
 
@@ -317,15 +437,27 @@ def make_scan_epoch(
   carries running sums of the per-step statistics and the epoch returns
   ``(state, (losses, means))``: each statistic averaged over the epoch's steps
   where it was finite.
+
+  With `batch_sharding` (e.g. ``NamedSharding(mesh, PartitionSpec("data"))``, see
+  ``optlab.train.distributed``), each batch is constrained to it
+  (``jax.lax.with_sharding_constraint``) right after it is gathered, so under
+  ``jax.jit`` every device takes and trains on its slice of the batch (data
+  parallelism); the step itself is unchanged.
   """
+
+  def constrain(array):
+    if batch_sharding is None:
+      return array
+    return jax.lax.with_sharding_constraint(array, batch_sharding)
 
   def epoch(state, x, y, key):
     order_key, augment_key = jax.random.split(key)
     indices = epoch_batch_indices(order_key, x.shape[0], batch_size)
 
     def body(state, batch_indices):
-      xb = jnp.take(x, batch_indices, axis=0)
-      yb = jnp.take(y, batch_indices, axis=0)
+      batch_indices = constrain(batch_indices)
+      xb = constrain(jnp.take(x, batch_indices, axis=0))
+      yb = constrain(jnp.take(y, batch_indices, axis=0))
       if augment is not None:
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
       return train_step(state, xb, yb)

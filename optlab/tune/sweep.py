@@ -31,6 +31,7 @@ from flax import nnx
 
 from optlab import results
 from optlab.data.base import as_xy
+from optlab.train import distributed
 from optlab.train import steps as steps_lib
 from optlab.train.state import TrainState, split_model
 
@@ -332,6 +333,7 @@ def sweep(
     l2: float = 0.0,
     divergence_factor: float = 1e3,
     keep_params: bool = False,
+    mesh: jax.sharding.Mesh | None = None,
 ) -> SweepResult:
   """Trains every configuration of a grid × seeds (× folds) as vmapped, compiled programs.
 
@@ -382,6 +384,14 @@ def sweep(
     l2: coefficient of ½‖θ‖² added to the loss.
     divergence_factor: as in ``fit``.
     keep_params: return the final parameters of every run.
+    mesh: split the vectorized run axis over this ``jax.sharding.Mesh``'s
+      ``"data"`` axis (or its only axis), e.g.
+      ``optlab.train.distributed.data_mesh()``: the stacked runs of a chunk are
+      placed with ``NamedSharding`` (training and evaluation data replicated) and
+      ``jax.jit`` runs each device's runs there; runs never communicate, so the
+      results are those of one device. Chunk sizes are rounded up to a multiple of
+      the axis' size (the memory budget counts per device). The mesh must hold
+      this process's devices only.
 
   Returns:
     A :class:`SweepResult`.
@@ -486,8 +496,9 @@ def sweep(
   from optlab import metrics as metrics_lib
 
   metric_fns = {m: metrics_lib.get(m) for m in metrics}
-  x_dev, y_dev = jax.device_put(x), jax.device_put(y)
-  eval_dev = {p: (jax.device_put(a), jax.device_put(b)) for p, (a, b) in eval_sets.items()}
+  place = distributed.RunParallel(mesh, caller="sweep")
+  x_dev, y_dev = place.shared(x), place.shared(y)
+  eval_dev = {p: (place.shared(a), place.shared(b)) for p, (a, b) in eval_sets.items()}
   eval_len = max([a.shape[0] for a, _ in eval_sets.values()]
                  + ([val_idx.shape[1]] if folds is not None else []) + [1])
   eval_epochs = [e for e in range(epochs) if (e + 1) % eval_every == 0 or e + 1 == epochs]
@@ -533,23 +544,27 @@ def sweep(
       zeros = jnp.zeros(jax.tree.leaves(params)[0].shape[:1], jnp.int32)
       return TrainState(zeros, params, rest, opt_state, zeros)
 
-    size = chunk_size or _auto_chunk_size(train_step, params_one, rest_one, opt_shape, x, y,
-                                          bs, eval_batch_size, budget)
+    # The memory budget is per device: each holds 1/ways of a chunk's runs.
+    size = chunk_size or place.ways * _auto_chunk_size(
+        train_step, params_one, rest_one, opt_shape, x, y, bs, eval_batch_size, budget)
     size = min(size, len(runs))
     chunks_here = -(-len(runs) // size)
     size = -(-len(runs) // chunks_here)  # same number of chunks, least padding
+    size = -(-size // place.ways) * place.ways  # whole runs on every device of the mesh
+    chunks_here = -(-len(runs) // size)
     num_chunks += chunks_here
     largest_chunk = max(largest_chunk, size)
 
-    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,))
+    epoch_fn = jax.jit(jax.vmap(one_epoch, in_axes=(0, 0, 0, None, None)), donate_argnums=(0,),
+                       **place.jit(0, 0, 0, None, None))
     # Evaluation chunks no longer than the largest evaluation set: no padded rows.
     eval_fn = jax.jit(jax.vmap(steps_lib.make_evaluate(
         eval_graphdef, loss_fn, metric_fns, min(eval_batch_size, eval_len)),
-        in_axes=(0, 0, None, None)))
+        in_axes=(0, 0, None, None)), **place.jit(0, 0, None, None))
     masked_fn = jax.jit(jax.vmap(_masked_evaluate(
         eval_graphdef, loss_fn, metric_fns, min(eval_batch_size, eval_len)),
-        in_axes=(0, 0, None, None, 0, 0)))
-    init_fn = jax.jit(init)
+        in_axes=(0, 0, None, None, 0, 0)), **place.jit(0, 0, None, None, 0, 0))
+    init_fn = jax.jit(init, **place.jit(0, 0, 0))
     compiled: dict[str, Any] = {}
 
     for chunk in range(chunks_here):
@@ -561,6 +576,7 @@ def sweep(
       rest = jax.tree.map(lambda a, i=seed_index: jnp.take(a, i, axis=0), seed_rest)
       idx = jnp.asarray(train_idx[run_fold[ids] if folds is not None else np.zeros_like(ids)])
       base_keys = jax.vmap(jax.random.key)(jnp.asarray([seeds[s] for s in run_seed[ids]]))
+      params, rest, hyper, idx, base_keys = place.runs((params, rest, hyper, idx, base_keys))
       if not compiled:
         tic = time.perf_counter()
         compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
@@ -574,7 +590,7 @@ def sweep(
       done_skipped = np.zeros(size, np.int64)
       evaluation = 0
       for epoch in range(epochs):
-        keys_e = jax.vmap(jax.random.fold_in, in_axes=(0, None))(base_keys, epoch)
+        keys_e = place.runs(jax.vmap(jax.random.fold_in, in_axes=(0, None))(base_keys, epoch))
         state, losses = compiled["epoch"](state, idx, keys_e, x_dev, y_dev)
         train_loss, done_skipped = _track(np.asarray(losses), np.asarray(state.skipped),
                                           done_skipped, alive, reference, divergence_factor)
@@ -584,8 +600,8 @@ def sweep(
         calls = {p: (eval_fn, (state.params, state.model_state, *xy)) for p, xy in eval_dev.items()}
         if folds is not None:
           calls["val"] = (masked_fn, (state.params, state.model_state, x_dev, y_dev,
-                                      jnp.asarray(val_idx[run_fold[ids]]),
-                                      jnp.asarray(val_mask[run_fold[ids]])))
+                                      place.runs(val_idx[run_fold[ids]]),
+                                      place.runs(val_mask[run_fold[ids]])))
         for prefix, (fn, args) in calls.items():
           out, spent = _timed_call(compiled, prefix, fn, *args)
           tic, compile_seconds = tic + spent, compile_seconds + spent  # off the training clock
