@@ -7,13 +7,14 @@ import json
 import sys
 from collections.abc import Sequence
 
-from optlab.benchmarks import sweeps, training
+from optlab.benchmarks import memory, sweeps, training
 
 BENCHMARKS = {
     "train_small_mlp_epoch": training.small_mlp_epoch,
     "train_large_mlp_steps": training.large_mlp_steps,
     "train_scan_vs_loop": training.scan_vs_loop,
     "sweep_vectorized_vs_sequential": sweeps.sweep_vectorized_vs_sequential,
+    "memory": memory.memory,
 }
 
 
