@@ -27,10 +27,12 @@ from optlab.optim.space import Dimension
 # optax or optax.contrib entry is built (optlab's own factories check all of theirs).
 _COMMON_CHECKS = {
     "learning_rate": lambda where, value: value is None or v.check_learning_rate(where, value),
-    "b1": lambda where, value: v.check_decay(where, "b1", value),
-    "b2": lambda where, value: v.check_decay(where, "b2", value),
-    "momentum": lambda where, value: value is None or v.check_decay(where, "momentum", value),
-    "decay": lambda where, value: v.check_decay(where, "decay", value),
+    # Closed at 1: schedule-free's b1 = 1 and decays of 1 are legitimate in optax.
+    "b1": lambda where, value: v.check_range(where, "b1", value, 0.0, 1.0),
+    "b2": lambda where, value: v.check_range(where, "b2", value, 0.0, 1.0),
+    "momentum": lambda where, value: value is None or v.check_range(where, "momentum", value,
+                                                                    0.0, 1.0),
+    "decay": lambda where, value: v.check_range(where, "decay", value, 0.0, 1.0),
     "eps": lambda where, value: v.check_non_negative(where, "eps", value),
     "weight_decay": lambda where, value: v.check_non_negative(where, "weight_decay", value),
 }
