@@ -118,6 +118,13 @@ def run(tx, steps, *, jit=True, params=None):
   return params, state
 
 
+# Line-search L-BFGS compiles slowly (10–25 s per check on 2 cores): its dtype, vmap and
+# checkpoint checks run with `-m slow`; its other checks run by default.
+SLOW_TO_COMPILE = {"lbfgs"}
+HEAVY_SLOW = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TO_COMPILE else n
+              for n in OPTLAB_OPTIMIZERS]
+
+
 def test_every_optlab_optimizer_has_conformance_settings():
   assert set(CONFORMANCE_HYPERPARAMS) == set(OPTLAB_OPTIMIZERS)
 
@@ -145,7 +152,7 @@ def test_jit_and_eager_agree(name):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 @pytest.mark.parametrize("inject", [False, True], ids=["plain", "injected"])
-@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+@pytest.mark.parametrize("name", HEAVY_SLOW)
 def test_keeps_parameter_dtype(name, dtype, inject):
   tx = optim.get(name, inject=inject, **hyperparams(name))
   params = initial_params(dtype)
@@ -189,7 +196,7 @@ def test_state_keeps_its_tree_structure(name):
   jax.tree.map(lambda a, b: np.testing.assert_equal(np.shape(a), np.shape(b)), state, new_state)
 
 
-@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+@pytest.mark.parametrize("name", HEAVY_SLOW)
 def test_vmap_over_injected_learning_rates(name):
   base = hyperparams(name)
   rates = jnp.array([0.5, 1.0, 2.0]) * base["learning_rate"]
@@ -244,7 +251,7 @@ def test_mismatched_trees_raise_a_clear_error(name):
     tx.update(wrong, state, params)
 
 
-@pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
+@pytest.mark.parametrize("name", HEAVY_SLOW)
 def test_state_survives_a_checkpoint_round_trip(name, tmp_path):
   ocp = pytest.importorskip("orbax.checkpoint")
   tx = optim.get(name, inject=True, **hyperparams(name))
