@@ -7,7 +7,10 @@ NNX models), ``optlab.metrics`` and ``optlab.train`` (the training engine).
 """
 
 from optlab import data, metrics, models, optim, problems, train
+from optlab._cache import enable_default as _enable_compilation_cache
 
 __version__ = "0.1.0"
+
+_enable_compilation_cache()  # JAX's persistent cache: OPTLAB_CACHE_DIR, off under pytest
 
 __all__ = ["__version__", "data", "metrics", "models", "optim", "problems", "train"]

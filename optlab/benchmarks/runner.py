@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from optlab.benchmarks import memory, sweeps, training
+from optlab.benchmarks import bandwidth, compile_time, leaves, memory, sweeps, training
 
 BENCHMARKS = {
     "train_small_mlp_epoch": training.small_mlp_epoch,
@@ -15,6 +15,9 @@ BENCHMARKS = {
     "train_scan_vs_loop": training.scan_vs_loop,
     "sweep_vectorized_vs_sequential": sweeps.sweep_vectorized_vs_sequential,
     "memory": memory.memory,
+    "update_bandwidth": bandwidth.update_bandwidth,
+    "many_leaves": leaves.many_leaves,
+    "compile_time": compile_time.compile_time,
 }
 
 

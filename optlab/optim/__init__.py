@@ -48,6 +48,7 @@ from optlab.optim.momentum import MomentumState, gd, heavy_ball, nesterov, neste
 from optlab.optim.muon import ScaleByMuonState, matrix_mask, muon, orthogonalize, scale_by_muon
 from optlab.optim.nadam import ScaleByNadamState, nadam, scale_by_nadam
 from optlab.optim.newton import NewtonState, lbfgs, newton
+from optlab.optim.packed import Packing, pack, packed
 from optlab.optim.radam import ScaleByRadamState, radam, scale_by_radam
 from optlab.optim.registry import OptimizerInfo, describe, get, info, names, register
 from optlab.optim.rmsprop import ScaleByRmspropState, rmsprop, scale_by_rmsprop
@@ -79,6 +80,7 @@ __all__ = [
     "MomentumState",
     "NewtonState",
     "OptimizerInfo",
+    "Packing",
     "ScaleByAdadeltaState",
     "ScaleByAdagradState",
     "ScaleByAdamMiniState",
@@ -133,6 +135,8 @@ __all__ = [
     "nesterov_iterate",
     "newton",
     "orthogonalize",
+    "pack",
+    "packed",
     "radam",
     "register",
     "rmsprop",

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import optax
 
 from optlab.optim import _common as c
+from optlab.optim import _fusion
 from optlab.optim import _validation as v
 
 
@@ -38,6 +39,10 @@ def scale_by_adam(
      m_t = β_1 m_{t-1} + (1−β_1) g_t, \quad v_t = β_2 v_{t-1} + (1−β_2) g_t^2, \quad
      d_t = \frac{m_t/(1−β_1^t)}{\sqrt{v_t/(1−β_2^t) + ε_{root}} + ε}
 
+  When XLA:CPU's multi-output fusion is on (``optlab.optim._fusion``), d_t is
+  computed from m_{t−1}, v_{t−1} and g_t so that the whole update is one loop
+  over memory; the numbers differ from the default only by rounding.
+
   Args:
     b1: β₁ in [0, 1).
     b2: β₂ in [0, 1).
@@ -64,9 +69,18 @@ def scale_by_adam(
     v.check_float_tree(where, updates, "updates")
     mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
     nu = jax.tree.map(lambda n, g: b2 * n + (1 - b2) * g * g, state.nu, updates)
+    if _fusion.single_pass_updates():
+      # XLA:CPU with multi-output fusion: the direction recomputed from the old
+      # moments is a sibling of m', v' (the barrier keeps CSE from merging it),
+      # and the update becomes one loop over memory (see optlab.optim._fusion).
+      old_mu, old_nu, grads = jax.lax.optimization_barrier((state.mu, state.nu, updates))
+      mu_d = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, old_mu, grads)
+      nu_d = jax.tree.map(lambda n, g: b2 * n + (1 - b2) * g * g, old_nu, grads)
+    else:
+      mu_d, nu_d = mu, nu
     count = optax.safe_increment(state.count)
-    mu_hat = c.bias_correction(mu, b1, count)
-    nu_hat = c.bias_correction(nu, b2, count)
+    mu_hat = c.bias_correction(mu_d, b1, count)
+    nu_hat = c.bias_correction(nu_d, b2, count)
     new_updates = jax.tree.map(
         lambda m, n: c.divide(m, jnp.sqrt(n + eps_root) + eps), mu_hat, nu_hat
     )

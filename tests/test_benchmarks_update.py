@@ -1,0 +1,133 @@
+"""Smoke tests of the update benchmarks on tiny sizes (numbers reported, never asserted).
+
+Also: the one-pass Adam that XLA:CPU's multi-output fusion allows (in a child
+process, since the flag must be set before JAX starts its backend).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optax
+import pytest
+
+from optlab.benchmarks import bandwidth, compile_time, leaves, runner
+from optlab.optim import _fusion
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmarks_are_registered():
+  for name in ("update_bandwidth", "many_leaves", "compile_time"):
+    assert name in runner.BENCHMARKS
+
+
+def test_update_bandwidth_reports_fractions():
+  values = bandwidth.update_bandwidth(1 << 16, repeats=1, multi_output_fusion=False,
+                                      torch_baseline=False)
+  assert values["bandwidth_gb_per_s"] > 0
+  for name in ("adam", "adamw", "sgd_momentum", "optax_adam"):
+    assert values[f"ratio_{name}_of_bandwidth"] > 0
+    assert values[f"{name}_loops"] >= 1
+  assert list(values)[-1].startswith("ratio")
+
+
+def test_many_leaves_reports_the_packed_speedup():
+  values = leaves.many_leaves(num_leaves=12, num_params=1200, repeats=1,
+                              torch_baseline=False)
+  assert values["params"] == 1200
+  assert values["packed_max_abs_difference"] < 1e-5
+  assert values["ratio_packed_speedup_vs_optax_tree"] > 0
+
+
+def test_leaf_shapes_add_up():
+  shapes = leaves.leaf_shapes(1000, 1_000_000)
+  assert len(shapes) == 1000
+  assert sum(math.prod(s) for s in shapes) == 1_000_000
+
+
+def test_compile_time_measure_in_process():
+  values = compile_time.measure((4,), 200, mlp_layers=1)
+  assert values["adam_4_tree_s"] > 0 and values["clip_adamw_4_packed_s"] > 0
+  assert values["mlp_leaves"] == 4
+
+
+@pytest.mark.slow
+def test_compile_time_second_process_loads_from_the_cache():
+  values = compile_time.compile_time(leaf_counts=(4,), num_params=200, mlp_layers=1)
+  assert values["cache_entries"] > 0
+  assert values["second_process_new_cache_entries"] == 0
+
+
+def test_flags_with_multi_output_fusion_merges_existing_options():
+  option = _fusion.OPTION
+  assert _fusion.flags_with_multi_output_fusion("") == f"--xla_backend_extra_options={option}"
+  merged = _fusion.flags_with_multi_output_fusion("--xla_backend_extra_options=a=1 --x=2")
+  assert merged == f"--xla_backend_extra_options=a=1,{option} --x=2"
+  assert _fusion.flags_with_multi_output_fusion(merged) == merged
+
+
+def test_default_xla_cpu_keeps_the_three_loop_adam():
+  # Without the flag optlab's Adam keeps the formulation XLA fuses best by default.
+  if _fusion.single_pass_updates():
+    pytest.skip("this process runs with XLA:CPU's multi-output fusion on")
+  from optlab import optim
+
+  assert bandwidth.fusion_count(optim.adam(1e-3)) == 3
+  assert bandwidth.fusion_count(optax.adam(1e-3)) == 3
+
+
+_CHILD = textwrap.dedent("""
+    import json
+    import numpy as np, jax, jax.numpy as jnp, optax
+    from optlab import optim
+    from optlab.benchmarks.bandwidth import fusion_count
+    from optlab.optim import _fusion
+
+    rng = np.random.default_rng(0)
+    p, g = (jnp.asarray(rng.normal(size=4096), jnp.float32) for _ in range(2))
+    tx = optim.adam(1e-2)
+    state = tx.init(p)
+    step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+    for _ in range(3):
+      u, state = step(p, state, g)
+      p = p + u
+    print(json.dumps({"single_pass": _fusion.single_pass_updates(),
+                      "adam_loops": fusion_count(tx),
+                      "adamw_loops": fusion_count(optim.adamw(1e-3)),
+                      "params": np.asarray(p).tolist()}))
+""")
+
+
+def test_multi_output_fusion_makes_adam_one_loop_with_the_same_result():
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+  env["XLA_FLAGS"] = _fusion.flags_with_multi_output_fusion(env.get("XLA_FLAGS", ""))
+  completed = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
+                             text=True, check=False, cwd=ROOT)
+  assert completed.returncode == 0, completed.stderr[-2000:]
+  values = json.loads(completed.stdout.strip().splitlines()[-1])
+  assert values["single_pass"]
+  assert values["adam_loops"] == 1 and values["adamw_loops"] == 1
+  # the same three steps without the flag (this process): equal up to rounding
+  # (XLA contracts b1·m + (1−b1)·g into a fused multiply-add differently)
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from optlab import optim
+
+  rng = np.random.default_rng(0)
+  p, g = (jnp.asarray(rng.normal(size=4096), jnp.float32) for _ in range(2))
+  tx = optim.adam(1e-2)
+  state = tx.init(p)
+  step = jax.jit(lambda p, s, g: tx.update(g, s, p))
+  for _ in range(3):
+    u, state = step(p, state, g)
+    p = p + u
+  np.testing.assert_allclose(values["params"], np.asarray(p), rtol=1e-6, atol=1e-7)
