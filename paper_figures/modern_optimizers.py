@@ -40,11 +40,72 @@ COLORS = {
   "optax.contrib.schedule_free_adamw": "tab:pink", "optax.lion": "tab:olive",
 }
 DPI = 110
+BASELINE = "adamw"
 
 
 def load(results_path: str | pathlib.Path, run_id: str | None = None) -> list[dict]:
   """The records of one run of the study: `run_id`, or the last one in the file."""
   return studies.load_run(results_path, STUDY, run_id)
+
+
+def median_steps(hits: Sequence[int | None]) -> float:
+  """The median over seeds of the steps (or seconds) to target; a miss counts as inf."""
+  return float(np.median([math.inf if h is None else h for h in hits]))
+
+
+def summarize(records: list[dict]) -> list[dict]:
+  """One row per workload and optimizer: final loss, time to target, speed-up, step cost."""
+  rows = []
+  for wr in (r for r in records if r.get("kind") == "workload"):
+    group = [r for r in records if r.get("kind") == "optimizer" and r["workload"] == wr["workload"]]
+    base = next((r for r in group if r["optimizer"] == BASELINE), None)
+    base_steps = median_steps(base["steps_to_target"]) if base else math.nan
+    for r in group:
+      final = np.array([v[-1] for v in r["val_loss"]], np.float64)
+      steps = median_steps(r["steps_to_target"])
+      seconds = median_steps(r["seconds_to_target"])
+      rows.append({
+        "workload": r["workload"], "optimizer": r["optimizer"], "label": r["label"],
+        "learning_rate": r["learning_rate"], "at_grid_edge": r["tuning"]["at_grid_edge"],
+        "final_val_loss": float(np.mean(final)), "final_val_loss_std": float(np.std(final)),
+        "test_loss": float(np.mean(r["test_loss"])),
+        "reached": sum(h is not None for h in r["steps_to_target"]),
+        "seeds": len(r["seeds"]), "median_steps": steps, "median_seconds": seconds,
+        "speedup_steps": base_steps / steps if 0 < steps < math.inf else math.nan,
+        "step_ms": r["step_ms"], "relative_step_cost": r["relative_step_cost"],
+        "target": r["target"],
+      })
+  return rows
+
+
+def table(records: list[dict]) -> str:
+  """The printed summary of one run: per workload, one line per optimizer."""
+  lines = []
+  rows = summarize(records)
+  for wr in (r for r in records if r.get("kind") == "workload"):
+    s = wr["sizes"]
+    lines.append(f"{wr['workload']}: {wr['description']}; {wr['num_params']:,} parameters; "
+                 f"train/val/test {s['train']}/{s['validation']}/{s['test']}, "
+                 f"{wr['total_steps']} steps of batch {wr['batch_size']}")
+    lines.append(f"  target: validation loss ≤ {wr['target']:.4f} ({wr['target_rule']})")
+    lines.append(f"  {'optimizer':<20}{'lr':>8}  {'final val loss':>16}  {'test':>7}  "
+                 f"{'steps→target':>13}  {'×AdamW':>7}  {'s→target':>8}  {'ms/step':>8}  "
+                 f"{'cost':>6}")
+    for r in (r for r in rows if r["workload"] == wr["workload"]):
+      edge = "*" if r["at_grid_edge"] else " "
+      steps = ("—" if math.isinf(r["median_steps"]) else f"{r['median_steps']:.0f}")
+      steps += f" ({r['reached']}/{r['seeds']})"
+      seconds = "—" if math.isinf(r["median_seconds"]) else f"{r['median_seconds']:.2f}"
+      speed = "—" if not np.isfinite(r["speedup_steps"]) else f"{r['speedup_steps']:.2f}"
+      lines.append(
+        f"  {r['label']:<20}{r['learning_rate']:>7.0e}{edge}  {r['final_val_loss']:>8.4f} ± "
+        f"{r['final_val_loss_std']:.4f}  {r['test_loss']:>7.4f}  {steps:>13}  {speed:>7}  "
+        f"{seconds:>8}  {r['step_ms']:>8.2f}  {r['relative_step_cost']:>5.2f}×")
+    lines.append("")
+  lines.append("final val loss: mean ± std over seeds; steps→target: median over seeds (seeds that "
+               "reached it); ×AdamW: AdamW's median steps / this one's; cost: ms/step ÷ AdamW's; "
+               "* rate at the edge of its grid")
+  return "\n".join(lines)
 
 
 def _curves(record: dict, key: str = "val_loss") -> np.ndarray:
@@ -101,11 +162,11 @@ def _steps_panel(ax, group: list[dict], workload: dict) -> None:
   total = workload["total_steps"]
   medians, missing, dots = [], [], []
   for r in group:
-    m = float(np.median([math.inf if h is None else h for h in r["steps_to_target"]]))
+    m = median_steps(r["steps_to_target"])
     medians.append(m)
     missing.append(math.isinf(m))
     dots.append([h for h in r["steps_to_target"] if h is not None])
-  base = medians[[r["optimizer"] for r in group].index("adamw")]
+  base = medians[[r["optimizer"] for r in group].index(BASELINE)]
   texts = [("not reached" if miss else f"{m:.0f}  ({base / m:.2f}×)")
            + f"\nlr {r['learning_rate']:g}" for r, m, miss in zip(group, medians, missing,
                                                                  strict=True)]

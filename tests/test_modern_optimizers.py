@@ -103,7 +103,7 @@ def test_main_writes_records_and_figure(tiny_run):
   assert adamw["hyperparameters"]["decay_convention"] == "lr"
   assert sf["schedule"].startswith("linear warmup, then constant")
   assert figure.stat().st_size > 10_000
-  table = RUN.table(records)
+  table = FIGURE.table(records)
   assert "Schedule-free AdamW" in table and "target" in table
 
 
@@ -220,7 +220,7 @@ def test_readme_quotes_the_saved_run(saved):
   """Every number of the README's result table is the saved run's, as `summarize` gives it."""
   text = README.read_text()
   assert saved[0]["run_id"] in text
-  rows = RUN.summarize(saved)
+  rows = FIGURE.summarize(saved)
   for row in rows:
     line = next((ln for ln in text.splitlines()
                  if ln.startswith(f"| {row['workload']} | {row['label']} |")), None)

@@ -12,16 +12,17 @@ Jordan et al. 2024): Shampoo, SOAP and Muon reach the target in fewer steps than
 at a per-step cost of a small multiple; Lion, MARS, Cautious AdamW and Adam-mini about
 match AdamW.
 
-One compiled program per optimizer and workload: ``eval_every`` train steps as a
-``lax.scan`` over a jitted step, the learning rate injected in the optimizer state
-(``optlab.optim.get(name, inject=True)``), so the same program trains the tuning grid
-and the seeds one run after another, and is the program timed for the per-step cost.
-Schedule-free AdamW is evaluated at its averaged iterate x
-(``optax.contrib.schedule_free_eval_params``), never at the y it trains.
+A training step is two compiled programs: the workload's loss and gradient (compiled
+once for all optimizers) and the optimizer's update, compiled once per optimizer with its
+learning rate injected in the state (``optlab.optim.get(name, inject=True)``), so the same
+program trains the tuning grid and the seeds, one run after another, and is what is timed
+for the per-step cost. Two threads compile while the main thread trains. Schedule-free
+AdamW is evaluated at its averaged iterate x (``optax.contrib.schedule_free_eval_params``),
+never at the y it trains. The README says why ``optlab.tune.sweep`` is not used.
 
 Usage:
   python experiments/modern_optimizers/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--step-cost-only]
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
+import threadpoolctl  # noqa: E402
 from flax import nnx  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -292,7 +294,9 @@ def _pad(x: np.ndarray, y: np.ndarray, length: int):
 class Evaluator:
   """Validation/test loss and accuracy: one compiled program for both sets."""
 
-  def __init__(self, w: Workload, eval_graphdef, rest, params):
+  def __init__(self, w: Workload):
+    _, eval_graphdef, params, rest = train.split_model(w.make_model(0))
+    params = nnx.to_pure_dict(params)
     length = max(len(w.validation[1]), len(w.test[1]))
     chunk = min(length, 1024 if w.name == "fashion_cnn" else 128)
     length = -(-length // chunk) * chunk
@@ -589,9 +593,15 @@ def workload_records(trained: Trained, cfg, common: dict) -> list[dict]:
   return records
 
 
-def make_evaluator(w: Workload) -> Evaluator:
-  _, eval_graphdef, params, rest = train.split_model(w.make_model(0))
-  return Evaluator(w, eval_graphdef, rest, nnx.to_pure_dict(params))
+def load_workloads(cfg) -> dict[str, Workload]:
+  """The workloads of `cfg` whose data is here; the others are skipped with a note."""
+  loaded = {}
+  for name in cfg.workloads:
+    try:
+      loaded[name] = LOADERS[name](cfg)
+    except (FileNotFoundError, ImportError) as error:
+      print(f"note: skipping {name}: {error}")
+  return loaded
 
 
 def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
@@ -617,17 +627,12 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
   common = {"study": STUDY, "run_id": uuid.uuid4().hex[:12], "mode": cfg.name, "config": cfg,
             "provenance": results.provenance()}
   seeds = list(range(seed, seed + cfg.num_seeds))
-  loaded = {}
-  for name in cfg.workloads:
-    try:
-      loaded[name] = LOADERS[name](cfg)
-    except (FileNotFoundError, ImportError) as error:
-      print(f"note: skipping {name}: {error}")
+  loaded = load_workloads(cfg)
   with futures.ThreadPoolExecutor(cfg.compile_threads) as pool:
     jobs = {}
     for name, w in loaded.items():
       shapes = nnx.to_pure_dict(train.split_model(w.make_model(0))[2])
-      jobs[name] = (pool.submit(Gradient, w), pool.submit(make_evaluator, w),
+      jobs[name] = (pool.submit(Gradient, w), pool.submit(Evaluator, w),
                     {n: pool.submit(Trainer, w, n, cfg, shapes) for n in cfg.optimizers})
     trained = [train_workload(w, cfg, seeds, jobs[name][2], jobs[name][0], jobs[name][1])
                for name, w in loaded.items()]
@@ -638,66 +643,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------
-# Report.
-
-
-def median_steps(hits: Sequence[int | None]) -> float:
-  """The median over seeds of the steps (or seconds) to target; a miss counts as inf."""
-  return float(np.median([math.inf if h is None else h for h in hits]))
-
-
-def summarize(records: list[dict]) -> list[dict]:
-  """One row per workload and optimizer: final loss, time to target, speed-up, step cost."""
-  rows = []
-  for wr in (r for r in records if r.get("kind") == "workload"):
-    group = [r for r in records if r.get("kind") == "optimizer" and r["workload"] == wr["workload"]]
-    base = next((r for r in group if r["optimizer"] == BASELINE), None)
-    base_steps = median_steps(base["steps_to_target"]) if base else math.nan
-    for r in group:
-      final = np.array([v[-1] for v in r["val_loss"]], np.float64)
-      steps = median_steps(r["steps_to_target"])
-      seconds = median_steps(r["seconds_to_target"])
-      rows.append({
-        "workload": r["workload"], "optimizer": r["optimizer"], "label": r["label"],
-        "learning_rate": r["learning_rate"], "at_grid_edge": r["tuning"]["at_grid_edge"],
-        "final_val_loss": float(np.mean(final)), "final_val_loss_std": float(np.std(final)),
-        "test_loss": float(np.mean(r["test_loss"])),
-        "reached": sum(h is not None for h in r["steps_to_target"]),
-        "seeds": len(r["seeds"]), "median_steps": steps, "median_seconds": seconds,
-        "speedup_steps": base_steps / steps if steps > 0 else math.nan,
-        "step_ms": r["step_ms"], "relative_step_cost": r["relative_step_cost"],
-        "target": r["target"],
-      })
-  return rows
-
-
-def table(records: list[dict]) -> str:
-  lines = []
-  rows = summarize(records)
-  for wr in (r for r in records if r.get("kind") == "workload"):
-    s = wr["sizes"]
-    lines.append(f"{wr['workload']}: {wr['description']}; {wr['num_params']:,} parameters; "
-                 f"train/val/test {s['train']}/{s['validation']}/{s['test']}, "
-                 f"{wr['total_steps']} steps of batch {wr['batch_size']}")
-    lines.append(f"  target: validation loss ≤ {wr['target']:.4f} ({wr['target_rule']})")
-    lines.append(f"  {'optimizer':<20}{'lr':>8}  {'final val loss':>16}  {'test':>7}  "
-                 f"{'steps→target':>13}  {'×AdamW':>7}  {'s→target':>8}  {'ms/step':>8}  "
-                 f"{'cost':>6}")
-    for r in (r for r in rows if r["workload"] == wr["workload"]):
-      edge = "*" if r["at_grid_edge"] else " "
-      steps = ("—" if math.isinf(r["median_steps"]) else f"{r['median_steps']:.0f}")
-      steps += f" ({r['reached']}/{r['seeds']})"
-      seconds = "—" if math.isinf(r["median_seconds"]) else f"{r['median_seconds']:.2f}"
-      speed = "—" if not np.isfinite(r["speedup_steps"]) else f"{r['speedup_steps']:.2f}"
-      lines.append(
-        f"  {r['label']:<20}{r['learning_rate']:>7.0e}{edge}  {r['final_val_loss']:>8.4f} ± "
-        f"{r['final_val_loss_std']:.4f}  {r['test_loss']:>7.4f}  {steps:>13}  {speed:>7}  "
-        f"{seconds:>8}  {r['step_ms']:>8.2f}  {r['relative_step_cost']:>5.2f}×")
-    lines.append("")
-  lines.append("final val loss: mean ± std over seeds; steps→target: median over seeds (seeds that "
-               "reached it); ×AdamW: AdamW's median steps / this one's; cost: ms/step ÷ AdamW's; "
-               "* rate at the edge of its grid")
-  return "\n".join(lines)
+# Per-step costs alone (the full-size models), and the command line.
 
 
 def step_costs(cfg, *, repeats: int | None = None) -> list[dict]:
@@ -708,12 +654,7 @@ def step_costs(cfg, *, repeats: int | None = None) -> list[dict]:
   hours on a CPU. Returns one row per workload and optimizer.
   """
   rows = []
-  for name in cfg.workloads:
-    try:
-      w = LOADERS[name](cfg)
-    except (FileNotFoundError, ImportError) as error:
-      print(f"note: skipping {name}: {error}")
-      continue
+  for name, w in load_workloads(cfg).items():
     shapes = nnx.to_pure_dict(train.split_model(w.make_model(0))[2])
     with futures.ThreadPoolExecutor(cfg.compile_threads) as pool:
       gradient = pool.submit(Gradient, w)
@@ -743,16 +684,19 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
-  if args.step_cost_only:
-    print(targets.format_table(step_costs(cfg)))
-    print(f"\n({cfg.name} mode, {time.perf_counter() - start:.1f} s)")
-    return 0
-  records = run(cfg, args.results, seed=args.seed)
+  # One OpenBLAS thread (see the top of this file), also when numpy was loaded before us.
+  with threadpoolctl.threadpool_limits(1, user_api="blas"):
+    if args.step_cost_only:
+      print(targets.format_table(step_costs(cfg)))
+      print(f"\n({cfg.name} mode, {time.perf_counter() - start:.1f} s)")
+      return 0
+    records = run(cfg, args.results, seed=args.seed)
   elapsed = time.perf_counter() - start
   if not records:
     print("no workload could be run")
     return 1
-  print(table(records))
+  drawing = load_module(f"optlab_paper_figure_{STUDY}", REPO / "paper_figures" / f"{STUDY}.py")
+  print(drawing.table(records))
   compile_s = sum(r["timing"]["compile_s"] for r in records if r.get("kind") == "workload")
   print(f"\n{len(records)} records appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which ~{compile_s:.1f} s compiling)")
