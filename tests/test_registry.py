@@ -143,3 +143,11 @@ def test_optlab_command_help_runs():
   )
   assert result.returncode == 0
   assert "reproduce" in result.stdout and "list" in result.stdout
+
+
+def test_optax_warmup_steps_are_static_when_injected():
+  """Schedule-free's warmup_steps drives Python control flow: it is never injected."""
+  tx = optim.get("optax.contrib.schedule_free_adamw", inject=True, warmup_steps=3)
+  params = {"w": jnp.ones(3)}
+  updates, _ = jax.jit(tx.update)(params, tx.init(params), params)
+  assert updates["w"].shape == (3,)

@@ -187,7 +187,7 @@ def _register_optax(module, prefix: str, source: str, names: tuple[str, ...]) ->
         arg for arg in parameters
         if arg in ("mask", "weight_decay_mask", "obj_fn", "key", "seed", "linesearch",
                    "muon_weight_dimension_numbers", "adam_weight_dimension_numbers",
-                   "hutchinson_key")
+                   "hutchinson_key", "warmup_steps")
     )
     register(
         f"{prefix}.{name}",
