@@ -23,8 +23,19 @@ def test_readme_main_job_is_optlab_reproduce():
   assert any("optlab reproduce" in block for block in code_blocks("bash"))
 
 
+# One namespace for the whole file: later examples reuse earlier names, and each block
+# runs once (``--dist loadfile`` keeps this file on one worker, in order).
+_NAMESPACE: dict = {}
+_EXECUTED: list[int] = []
+
+
 @pytest.mark.parametrize("index", range(len(code_blocks("python"))))
 def test_readme_python_examples_run(index):
-  namespace = {}
-  for block in code_blocks("python")[: index + 1]:  # later examples reuse earlier names
-    exec(compile(block, f"README.md python block {index}", "exec"), namespace)
+  blocks = code_blocks("python")
+  for earlier in range(len(_EXECUTED), index):  # run alone (-k): run what it builds on first
+    exec(compile(blocks[earlier], f"README.md python block {earlier}", "exec"), _NAMESPACE)
+    _EXECUTED.append(earlier)
+  if index < len(_EXECUTED):  # already run as a prerequisite of a later block
+    return
+  exec(compile(blocks[index], f"README.md python block {index}", "exec"), _NAMESPACE)
+  _EXECUTED.append(index)
