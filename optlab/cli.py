@@ -3,7 +3,7 @@
     optlab list [--source optlab|optax|optax.contrib]
     optlab info NAME
     optlab schedules
-    optlab reproduce [STUDY ...] [--quick | --full] [--seeds N] [--jobs N]
+    optlab reproduce [STUDY ...] [--quick | --full] [--seeds N] [--jobs N] [--restart]
     optlab bench [NAME ...]
 """
 
@@ -138,6 +138,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
   forwarded = ["--full" if args.full else "--quick"]
   if args.seeds is not None:
     forwarded += ["--seeds", str(args.seeds)]
+  if args.restart:
+    forwarded.append("--restart")
   mode = "full" if args.full else "quick"
   jobs = args.jobs if args.jobs is not None else min(os.cpu_count() or 1, len(requested))
   if jobs < 1:
@@ -228,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
   mode.add_argument("--quick", action="store_true", help="the quick version (default)")
   mode.add_argument("--full", action="store_true", help="the paper-scale version")
   reproduce.add_argument("--seeds", type=int, default=None, help="number of seeds")
+  reproduce.add_argument("--restart", action="store_true",
+                         help="discard the saved progress of killed runs and start them over "
+                              "(by default, a study killed part-way resumes where it stopped)")
   reproduce.add_argument("--jobs", "-j", type=int, default=None,
                          help="studies run at once, each in its own process (default: one per "
                               "CPU core; 1 runs them one after another in this process)")

@@ -7,6 +7,12 @@ A runner's configuration can be changed from the command line without editing
 ``config.py``: ``--set KEY=VALUE`` (repeatable) and ``--config FILE`` (a JSON or TOML
 table of keys, e.g. the ``"config"`` of a saved record, to rerun it). Keys are checked
 against the config's fields: an unknown key is an error that suggests the closest.
+
+Before anything runs, the parser of :func:`study_parser` checks that the results
+file's folder and the figure's can be written (a clear ``OSError`` naming the path,
+instead of an error after the whole run). A runner that saves each unit of work as it
+finishes (:mod:`optlab.study_progress`) resumes a killed run when started again with
+the same arguments; ``--restart`` discards the unfinished run instead.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
+
+from optlab.study_progress import check_writable
 
 
 def load_module(name: str, path: str | pathlib.Path) -> ModuleType:
@@ -47,6 +55,32 @@ def load_module(name: str, path: str | pathlib.Path) -> ModuleType:
   return module
 
 
+def check_output_paths(results: str | pathlib.Path | None,
+                       figure: str | pathlib.Path | None = None) -> None:
+  """Raises a clear ``OSError`` naming the folder if a run could not save its outputs.
+
+  Checks the folder of the results file and, unless None, of the figure (see
+  :func:`optlab.study_progress.check_writable`). :func:`study_parser`'s parser calls
+  it after parsing; a runner with a parser of its own calls it itself, before training.
+  """
+  if results is not None:
+    check_writable(pathlib.Path(results).parent, what=f"results (--results {results})")
+  if figure is not None:
+    check_writable(pathlib.Path(figure).parent, what=f"the figure (--figure {figure})")
+
+
+class StudyArgumentParser(argparse.ArgumentParser):
+  """An ``ArgumentParser`` that checks, once the arguments are parsed, that the results and
+  figure folders can be written (:func:`check_output_paths`)."""
+
+  def parse_known_args(self, args=None, namespace=None):
+    namespace, extras = super().parse_known_args(args, namespace)
+    check_output_paths(getattr(namespace, "results", None),
+                       None if getattr(namespace, "no_figure", False)
+                       else getattr(namespace, "figure", None))
+    return namespace, extras
+
+
 def study_parser(
     description: str,
     default_results: pathlib.Path,
@@ -57,10 +91,13 @@ def study_parser(
 
   ``--quick`` (the default) or ``--full``, ``--seeds N``, ``--seed S`` (the
   first seed), ``--results PATH`` (the JSONL to append to), ``--figure PATH``,
-  ``--no-figure``, and ``--config FILE`` / ``--set KEY=VALUE`` (applied by
-  :func:`config_from_args`). A runner adds its own options to the returned parser.
+  ``--no-figure``, ``--config FILE`` / ``--set KEY=VALUE`` (applied by
+  :func:`config_from_args`) and ``--restart`` (a runner that resumes killed runs
+  discards the unfinished one; the others ignore it). A runner adds its own options
+  to the returned parser, which checks after parsing that the results and figure
+  folders can be written (an ``OSError`` naming the folder; nothing has run yet).
   """
-  parser = argparse.ArgumentParser(description=description)
+  parser = StudyArgumentParser(description=description)
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument("--quick", dest="mode", action="store_const", const="quick",
                     help="the quick configuration (default)")
@@ -80,6 +117,10 @@ def study_parser(
   parser.add_argument("--set", dest="overrides", action="append", default=[],
                       metavar="KEY=VALUE", help="override one config value (repeatable); "
                       "VALUE is a Python literal, or else a string")
+  parser.add_argument("--restart", action="store_true",
+                      help="discard the saved progress of a killed run "
+                      "(<results>.<study>.inprogress.jsonl) and start over, instead of "
+                      "resuming it; ignored by studies that do not resume")
   return parser
 
 

@@ -28,7 +28,6 @@ import math
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -44,6 +43,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
 from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.train import make_evaluate, make_scan_epoch, make_train_step, split_model  # noqa: E402
 from optlab.train.state import TrainState  # noqa: E402
 from optlab.train.steps import cross_entropy  # noqa: E402
@@ -394,77 +394,71 @@ def _finite(values) -> list[float | None]:
   return [float(v) if np.isfinite(v) else None for v in np.asarray(values).ravel()]
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs both comparisons and the ablation; appends and returns the records.
-
-  Records: kind "comparison", one per (network, optimizer, seed) at the chosen α, with
-  the per-step training-loss curve and final metrics; kind "bias_correction", one per
-  (β1, β2, α, corrected) with the loss curve every bc_record_every steps.
-  """
-  unknown = [n for n in cfg.networks if n not in NETWORKS]
-  if unknown:
-    raise ValueError(f"run: unknown networks {unknown}; expected some of {NETWORKS}")
-  run_id = uuid.uuid4().hex[:12]
-  common = {"study": STUDY, "run_id": run_id, "config": cfg._asdict(),
-            "provenance": results.provenance()}
-  seeds = [seed + i for i in range(cfg.num_seeds)]
-  splits = load_splits(cfg)
+def network_records(cfg, network: str, seeds: Sequence[int], splits) -> list[dict]:
+  """The comparison on one network: its records (without the study, run_id, config and
+  provenance that `run` adds), one per (optimizer, seed). Independent of other networks."""
   records = []
-  for network in cfg.networks:
-    epochs = cfg.mlp_epochs if network == "mlp" else cfg.cnn_epochs
-    steps = len(network_splits(cfg, network, splits).train[1]) // cfg.batch_size
-    # Phase 1: every α of every optimizer on the tuning seed; phase 2: the chosen α of
-    # each on the other seeds (one compiled program each).
-    grid = make_runs([(i, a, 0) for i, (_, alphas) in enumerate(cfg.optimizers)
-                      for a in alphas])
-    out, timing = sweep(cfg, network, grid, seeds, splits)
-    choices = []
-    for i, (_, alphas) in enumerate(cfg.optimizers):
-      mine = np.flatnonzero(grid.optimizer == i)
-      choices.append(select(alphas, out["val_loss"][mine]))
-    index = {(i, 0): int(np.flatnonzero(grid.optimizer == i)[c["index"]])
-             for i, c in enumerate(choices)}
-    if len(seeds) > 1:
-      rerun = make_runs([(i, c["learning_rate"], j) for i, c in enumerate(choices)
-                         for j in range(1, len(seeds))])
-      more, timing2 = sweep(cfg, network, rerun, seeds, splits)
-      offset = len(grid.alpha)
-      out = {k: np.concatenate([out[k], more[k]]) for k in out}
-      index.update({(int(o), int(j)): offset + n
-                    for n, (o, j) in enumerate(zip(rerun.optimizer, rerun.seed, strict=True))})
-      timing = {k: timing[k] + timing2[k] for k in timing}
-      timing["runs_in_program"] = len(grid.alpha) + len(rerun.alpha)
-    else:
-      timing["runs_in_program"] = len(grid.alpha)
-    for i, (optimizer, _) in enumerate(cfg.optimizers):
-      choice = choices[i]
-      for j, s in enumerate(seeds):
-        k = index[(i, j)]
-        losses = out["losses"][k]
-        records.append({
-          **common, "kind": "comparison", "network": network, "optimizer": optimizer,
-          "dataset_description": splits.description,
-          "sizes": network_splits(cfg, network, splits).sizes(),
-          "seed": s, "tuning_seed": seeds[0],
-          "hyperparameters": {**optim.info(optimizer).defaults,
-                              "learning_rate": choice["learning_rate"]},
-          "batch_size": cfg.batch_size, "epochs": epochs, "steps_per_epoch": steps,
-          "curve": {"iterations": np.arange(1, len(losses) + 1), "train_loss": _finite(losses)},
-          # The last epoch's mean minibatch loss (dropout on): the end of the curve.
-          "final_train_loss": float(np.mean(losses[-steps:])),
-          "val_loss": float(out["val_loss"][k]),
-          "val_accuracy": float(out["val_accuracy"][k]),
-          "test_loss": float(out["test_loss"][k]),
-          "test_accuracy": float(out["test_accuracy"][k]),
-          "skipped_steps": int(out["skipped"][k]),
-          "timing": timing, "selection": choice,
-        })
+  epochs = cfg.mlp_epochs if network == "mlp" else cfg.cnn_epochs
+  steps = len(network_splits(cfg, network, splits).train[1]) // cfg.batch_size
+  # Phase 1: every α of every optimizer on the tuning seed; phase 2: the chosen α of
+  # each on the other seeds (one compiled program each).
+  grid = make_runs([(i, a, 0) for i, (_, alphas) in enumerate(cfg.optimizers)
+                    for a in alphas])
+  out, timing = sweep(cfg, network, grid, seeds, splits)
+  choices = []
+  for i, (_, alphas) in enumerate(cfg.optimizers):
+    mine = np.flatnonzero(grid.optimizer == i)
+    choices.append(select(alphas, out["val_loss"][mine]))
+  index = {(i, 0): int(np.flatnonzero(grid.optimizer == i)[c["index"]])
+           for i, c in enumerate(choices)}
+  if len(seeds) > 1:
+    rerun = make_runs([(i, c["learning_rate"], j) for i, c in enumerate(choices)
+                       for j in range(1, len(seeds))])
+    more, timing2 = sweep(cfg, network, rerun, seeds, splits)
+    offset = len(grid.alpha)
+    out = {k: np.concatenate([out[k], more[k]]) for k in out}
+    index.update({(int(o), int(j)): offset + n
+                  for n, (o, j) in enumerate(zip(rerun.optimizer, rerun.seed, strict=True))})
+    timing = {k: timing[k] + timing2[k] for k in timing}
+    timing["runs_in_program"] = len(grid.alpha) + len(rerun.alpha)
+  else:
+    timing["runs_in_program"] = len(grid.alpha)
+  for i, (optimizer, _) in enumerate(cfg.optimizers):
+    choice = choices[i]
+    for j, s in enumerate(seeds):
+      k = index[(i, j)]
+      losses = out["losses"][k]
+      records.append({
+        "kind": "comparison", "network": network, "optimizer": optimizer,
+        "dataset_description": splits.description,
+        "sizes": network_splits(cfg, network, splits).sizes(),
+        "seed": s, "tuning_seed": seeds[0],
+        "hyperparameters": {**optim.info(optimizer).defaults,
+                            "learning_rate": choice["learning_rate"]},
+        "batch_size": cfg.batch_size, "epochs": epochs, "steps_per_epoch": steps,
+        "curve": {"iterations": np.arange(1, len(losses) + 1), "train_loss": _finite(losses)},
+        # The last epoch's mean minibatch loss (dropout on): the end of the curve.
+        "final_train_loss": float(np.mean(losses[-steps:])),
+        "val_loss": float(out["val_loss"][k]),
+        "val_accuracy": float(out["val_accuracy"][k]),
+        "test_loss": float(out["test_loss"][k]),
+        "test_accuracy": float(out["test_accuracy"][k]),
+        "skipped_steps": int(out["skipped"][k]),
+        "timing": timing, "selection": choice,
+      })
+  return records
+
+
+def bias_records(cfg, splits, seed: int) -> list[dict]:
+  """The bias-correction ablation: its records (without what `run` adds), one per
+  (β1, β2, α, corrected)."""
+  records = []
   grid, losses, timing = bias_sweep(cfg, splits, seed)
   points = np.arange(losses.shape[1]) * cfg.bc_record_every
   timing["runs_in_program"] = len(grid["b1"])
   for r in range(len(grid["b1"])):
     records.append({
-      **common, "kind": "bias_correction", "network": "mlp_bc",
+      "kind": "bias_correction", "network": "mlp_bc",
       "dataset_description": splits.description, "seed": seed,
       "train_size": min(cfg.bc_train_size, len(splits.train[1])),
       "b1": float(grid["b1"][r]), "b2": float(grid["b2"][r]),
@@ -476,8 +470,36 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
       "final_train_loss": _finite(losses[r, -1:])[0],
       "timing": timing,
     })
-  if results_path is not None:
-    results.append_records(results_path, records)
+  return records
+
+
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs both comparisons and the ablation; appends and returns the records.
+
+  Records: kind "comparison", one per (network, optimizer, seed) at the chosen α, with
+  the per-step training-loss curve and final metrics; kind "bias_correction", one per
+  (β1, β2, α, corrected) with the loss curve every bc_record_every steps. Each
+  network's records, and the ablation's, are saved as soon as they are done
+  (optlab.study_progress): a killed run started again with the same config and seed
+  goes on from there, with the same run_id (`restart` discards it instead).
+  """
+  unknown = [n for n in cfg.networks if n not in NETWORKS]
+  if unknown:
+    raise ValueError(f"run: unknown networks {unknown}; expected some of {NETWORKS}")
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  run_id = progress.run_id
+  common = {"study": STUDY, "run_id": run_id, "config": cfg._asdict(),
+            "provenance": results.provenance()}
+  seeds = [seed + i for i in range(cfg.num_seeds)]
+  splits = load_splits(cfg)
+  records = []
+  for network in cfg.networks:
+    records += [{**common, **r}
+                for r in progress.unit(network, network_records, cfg, network, seeds, splits)]
+  records += [{**common, **r} for r in progress.unit("bias_correction", bias_records, cfg,
+                                                     splits, seed)]
+  progress.finish(records)
   return records
 
 
@@ -559,14 +581,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   return report(cfg, args.results, seed=args.seed,
-                figure_path=None if args.no_figure else args.figure)
+                figure_path=None if args.no_figure else args.figure, restart=args.restart)
 
 
 def report(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
-           figure_path: pathlib.Path | None = DEFAULT_FIGURE) -> int:
+           figure_path: pathlib.Path | None = DEFAULT_FIGURE, restart: bool = False) -> int:
   """Runs `cfg`, prints the table and timings, and draws the figure (unless None)."""
   start = time.perf_counter()
-  records = run(cfg, results_path, seed=seed)
+  records = run(cfg, results_path, seed=seed, restart=restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   timings = {r["network"]: r["timing"] for r in records}

@@ -18,7 +18,10 @@ cell is chosen on a validation split; the test error is reported.
 
 Usage:
   python experiments/decoupled_weight_decay/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+Each method's heatmap is saved as soon as it is done: a killed run, started again with
+the same arguments, resumes where it stopped (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ import importlib.util
 import pathlib
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -43,6 +45,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 
 STUDY = "decoupled_weight_decay"
 METHODS = ("adam_l2", "adamw_lr", "adamw_paper", "sgd_l2", "sgdw")
@@ -307,48 +310,60 @@ def analyze(alphas: Sequence[float], lams: Sequence[float], val_error: np.ndarra
 # The study.
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs every method's heatmap; appends and returns one record per method."""
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs every method's heatmap; appends and returns one record per method.
+
+  Each method's record is saved as soon as its heatmap is done (optlab.study_progress):
+  a killed run started again with the same config and seed goes on from there, with
+  the same run_id (`restart` discards it instead).
+  """
   for method in cfg.methods:
     if method not in METHODS:
       raise ValueError(f"run: unknown method {method!r}; expected some of {METHODS}")
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
   workload = load_workload(cfg)
   arrays = workload.arrays()
   seeds = [seed + i for i in range(cfg.num_seeds)]
-  steps = steps_per_epoch(len(workload.train[1]), cfg.batch_size)
-  common = {"study": STUDY, "run_id": uuid.uuid4().hex[:12], "config": cfg._asdict(),
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg._asdict(),
             "provenance": results.provenance()}
-  records = []
-  for method in cfg.methods:
-    alphas, lams = cfg.learning_rates(method), cfg.decays(method)
-    out, timing = sweep(cfg, method, workload, alphas, lams, seeds, arrays)
-    timing["runs_in_program"] = len(alphas) * len(lams) * len(seeds)
-    with warnings.catch_warnings():  # a cell where every seed diverged stays NaN
-      warnings.simplefilter("ignore", RuntimeWarning)
-      mean = {k: np.nanmean(v, axis=-1) for k, v in out.items()}
-    records.append({
-      **common,
-      "method": method,
-      "convention": CONVENTIONS[method],
-      "dataset_description": workload.description,
-      "sizes": workload.sizes(),
-      "model": f"MLP {workload.dim}-{'-'.join(map(str, cfg.hidden_sizes))}-"
-               f"{workload.num_classes}, ReLU",
-      "seeds": seeds,
-      "epochs": cfg.epochs,
-      "steps_per_epoch": steps,
-      "batch_size": cfg.batch_size,
-      "schedule": cfg.schedule,
-      "learning_rates": list(alphas),
-      "weight_decays": list(lams),
-      # (α, λ, seed) grids; non-finite values (divergence) are stored as None.
-      "grid": {k: v for k, v in out.items()},
-      "analysis": analyze(alphas, lams, mean["val_error"], mean["test_error"]),
-      "timing": timing,
-    })
-  if results_path is not None:
-    results.append_records(results_path, records)
+  records = [{**common, **progress.unit(method, method_record, cfg, method, workload, seeds,
+                                        arrays)}
+             for method in cfg.methods]
+  progress.finish(records)
   return records
+
+
+def method_record(cfg, method: str, workload: Workload, seeds: Sequence[int],
+                  arrays=None) -> dict:
+  """One method's heatmap over α × λ × seeds, and its analysis: a record (without the
+  study, run_id, config and provenance that `run` adds). Independent of other methods."""
+  alphas, lams = cfg.learning_rates(method), cfg.decays(method)
+  steps = steps_per_epoch(len(workload.train[1]), cfg.batch_size)
+  out, timing = sweep(cfg, method, workload, alphas, lams, seeds, arrays)
+  timing["runs_in_program"] = len(alphas) * len(lams) * len(seeds)
+  with warnings.catch_warnings():  # a cell where every seed diverged stays NaN
+    warnings.simplefilter("ignore", RuntimeWarning)
+    mean = {k: np.nanmean(v, axis=-1) for k, v in out.items()}
+  return {
+    "method": method,
+    "convention": CONVENTIONS[method],
+    "dataset_description": workload.description,
+    "sizes": workload.sizes(),
+    "model": f"MLP {workload.dim}-{'-'.join(map(str, cfg.hidden_sizes))}-"
+             f"{workload.num_classes}, ReLU",
+    "seeds": seeds,
+    "epochs": cfg.epochs,
+    "steps_per_epoch": steps,
+    "batch_size": cfg.batch_size,
+    "schedule": cfg.schedule,
+    "learning_rates": list(alphas),
+    "weight_decays": list(lams),
+    # (α, λ, seed) grids; non-finite values (divergence) are stored as None.
+    "grid": {k: v for k, v in out.items()},
+    "analysis": analyze(alphas, lams, mean["val_error"], mean["test_error"]),
+    "timing": timing,
+  }
 
 
 def table(records: list[dict]) -> str:
@@ -386,7 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   compile_s = sum(r["timing"]["compile_s"] for r in records)

@@ -15,7 +15,10 @@ are vmapped; lax.scan runs the epochs and the steps.
 
 Usage:
   python experiments/optimizer_benchmark/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+Each workload's records are saved as soon as it is done: a killed run, started again
+with the same arguments, resumes where it stopped (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import math
 import pathlib
 import sys
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -43,6 +45,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
 from optlab import data, models, optim, problems, results  # noqa: E402
 from optlab.optim.space import SearchSpace  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "optimizer_benchmark"
@@ -545,8 +548,14 @@ def summarize(cfg, records: list[dict], common: dict) -> dict:
           "rank_table_time": time_ranks, "rank_table_final": final_ranks}
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs every workload of `cfg`; appends and returns the records."""
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs every workload of `cfg`; appends and returns the records.
+
+  Each workload's records are saved as soon as it is done (optlab.study_progress): a
+  killed run started again with the same config and seed goes on from there, with the
+  same run_id (`restart` discards it instead).
+  """
   unknown = [w for w in cfg.workloads if w not in WORKLOADS]
   if unknown:
     raise ValueError(f"run: unknown workloads {unknown}; expected some of {WORKLOADS}")
@@ -557,15 +566,15 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
                      f"default_optimizers {cfg.default_optimizers}")
   if cfg.num_seeds < 1:
     raise ValueError(f"run: num_seeds must be ≥ 1, got {cfg.num_seeds}")
-  common = {"study": STUDY, "run_id": uuid.uuid4().hex[:12], "config": cfg._asdict(),
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg._asdict(),
             "provenance": results.provenance()}
   seeds = [seed + i for i in range(cfg.num_seeds)]
   records = []
-  for name in cfg.workloads:
-    records += run_workload(cfg, name, seeds, common)
+  for name in cfg.workloads:  # a workload's records do not depend on the other workloads
+    records += [{**common, **r} for r in progress.unit(name, run_workload, cfg, name, seeds, {})]
   records.append(summarize(cfg, records, common))
-  if results_path is not None:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -602,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   compile_s = sum(r["timing"]["compile_s"] for r in records if r.get("kind") == "workload")

@@ -42,7 +42,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
-from optlab.studies import load_module  # noqa: E402
+from optlab.studies import check_output_paths, load_module  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "quadratic_rates"
@@ -485,7 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--results", type=pathlib.Path, default=DEFAULT_RESULTS,
                       help=f"JSONL file to append to (default {DEFAULT_RESULTS.relative_to(REPO)})")
   parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+  parser.add_argument("--restart", action="store_true",
+                      help="accepted for `optlab reproduce` and ignored: nothing to resume")
   args = parser.parse_args(argv)
+  check_output_paths(args.results)  # a clear error now, not after the run
   cfg = config.CONFIGS[args.mode or "quick"]
   if args.seeds is not None:
     if args.seeds < 1:

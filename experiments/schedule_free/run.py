@@ -27,7 +27,6 @@ import importlib.util
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -43,6 +42,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results, train  # noqa: E402
 from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 
 STUDY = "schedule_free"
 SF_NAME = "optax.contrib.schedule_free_adamw"
@@ -365,27 +365,35 @@ def run_workload(w: Workload, cfg, seeds: Sequence[int]) -> list[dict]:
   return records
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs every available workload of `cfg`; appends the records to `results_path`."""
-  run_id = uuid.uuid4().hex[:12]
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs every available workload of `cfg`; appends the records to `results_path`.
+
+  Each workload's records are saved as soon as it is done (optlab.study_progress): a
+  killed run started again with the same config and seed goes on from there, with the
+  same run_id (`restart` discards it instead).
+  """
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  run_id = progress.run_id
   info = results.provenance()
   seeds = list(range(seed, seed + cfg.num_seeds))
   records = []
   for name in cfg.workloads:
-    try:
-      w = LOADERS[name](cfg)
-    except FileNotFoundError as error:
-      print(f"note: skipping {name}: Fashion-MNIST not found ({error}); install it with "
-            "`apt-get install dataset-fashion-mnist`")
-      continue
-    except ImportError as error:
-      print(f"note: skipping {name}: {error}")
-      continue
-    for r in run_workload(w, cfg, seeds):
+    if name not in progress:  # a workload's runs do not depend on the other workloads
+      try:
+        w = LOADERS[name](cfg)
+      except FileNotFoundError as error:
+        print(f"note: skipping {name}: Fashion-MNIST not found ({error}); install it with "
+              "`apt-get install dataset-fashion-mnist`")
+        continue
+      except ImportError as error:
+        print(f"note: skipping {name}: {error}")
+        continue
+      progress.unit(name, run_workload, w, cfg, seeds)
+    for r in progress[name]:
       records.append({"study": STUDY, "run_id": run_id, "mode": cfg.name, **r,
                       "config": cfg, "provenance": info})
-  if results_path is not None and records:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -459,14 +467,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   return report(cfg, args.results, seed=args.seed,
-                figure_path=None if args.no_figure else args.figure)
+                figure_path=None if args.no_figure else args.figure, restart=args.restart)
 
 
 def report(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
-           figure_path: pathlib.Path | None = DEFAULT_FIGURE) -> int:
+           figure_path: pathlib.Path | None = DEFAULT_FIGURE, restart: bool = False) -> int:
   """Runs `cfg`, prints the table and timings, and draws the figure (unless None)."""
   start = time.perf_counter()
-  records = run(cfg, results_path, seed=seed)
+  records = run(cfg, results_path, seed=seed, restart=restart)
   elapsed = time.perf_counter() - start
   if not records:
     print("no workload could be run")

@@ -42,7 +42,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
-from optlab.studies import load_module  # noqa: E402
+from optlab.studies import check_output_paths, load_module  # noqa: E402
 
 STUDY = "trajectories"
 METHODS = ("gd", "heavy_ball", "nesterov", "adagrad", "rmsprop", "adam")
@@ -524,7 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help=f"PNG to draw (default {DEFAULT_FIGURE.relative_to(REPO)} with the "
                       "default results, else the results path with .png)")
   parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+  parser.add_argument("--restart", action="store_true",
+                      help="accepted for `optlab reproduce` and ignored: nothing to resume")
   args = parser.parse_args(argv)
+  check_output_paths(args.results, None if args.no_figure else args.figure)  # before the run
   cfg = config.CONFIGS[args.mode or "quick"]
   if args.seeds is not None:
     print(f"note: --seeds {args.seeds} ignored: this study is deterministic (fixed starts, "
