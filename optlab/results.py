@@ -8,7 +8,8 @@ from these files only, never by retraining.
 Writes are atomic: the old lines and the new ones go to a temporary file in the same
 directory, which is flushed, fsync-ed and then renamed over the original with
 ``os.replace``. A crash at any point leaves either the old file or the new one, never
-a torn line. Readers skip a line that is nonetheless corrupted (edited by hand, or
+a torn line; a temporary file that a killed writer leaves behind is deleted by the
+next append. Readers skip a line that is nonetheless corrupted (edited by hand, or
 written by another tool) with a warning naming the file and the line, and keep the rest.
 
 Example:
@@ -25,12 +26,14 @@ import contextlib
 import dataclasses
 import datetime
 import enum
+import glob
 import importlib.metadata
 import json
 import math
 import os
 import pathlib
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -91,11 +94,12 @@ def to_jsonable(value: Any) -> Any:
 
 
 @contextlib.contextmanager
-def _locked(directory: pathlib.Path) -> Iterator[None]:
+def _locked(directory: pathlib.Path) -> Iterator[bool]:
   """Holds an exclusive advisory lock on `directory` while appending, so that two
   processes appending to one file do not lose each other's records. Locking the
   directory leaves no lock file behind; where it cannot be locked (no fcntl, or a
-  file system without flock), appends are still atomic, just not serialized."""
+  file system without flock), appends are still atomic, just not serialized.
+  Yields whether the lock is held."""
   fd = None
   if fcntl is not None:
     try:
@@ -106,7 +110,7 @@ def _locked(directory: pathlib.Path) -> Iterator[None]:
         os.close(fd)
       fd = None
   try:
-    yield
+    yield fd is not None
   finally:
     if fd is not None:
       fcntl.flock(fd, fcntl.LOCK_UN)
@@ -136,7 +140,9 @@ def append_records(path: PathLike, records: Iterable[Mapping[str, Any]]) -> None
       raise TypeError(f"append_records: record {i} must be a mapping, got {type(record).__name__}")
     lines.append(json.dumps(to_jsonable(record), allow_nan=False, ensure_ascii=False) + "\n")
   path.parent.mkdir(parents=True, exist_ok=True)
-  with _locked(path.parent):
+  with _locked(path.parent) as locked:
+    if locked:  # no other append is under way: a temporary file left now is a killed writer's
+      _remove_stale_temporaries(path)
     old = path.read_bytes() if path.exists() else b""
     if old and not old.endswith(b"\n"):
       old += b"\n"  # a torn last line (written by someone else) stays on its own line
@@ -155,6 +161,15 @@ def append_records(path: PathLike, records: Iterable[Mapping[str, Any]]) -> None
         os.unlink(tmp)
       raise
   _fsync_directory(path.parent)
+
+
+def _remove_stale_temporaries(path: pathlib.Path) -> None:
+  """Deletes the temporary files (``.<name>.XXXXXXXX.tmp``) of appends that were killed."""
+  pattern = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")
+  for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    if pattern.fullmatch(leftover.name):
+      with contextlib.suppress(OSError):
+        leftover.unlink()
 
 
 def read_records(path: PathLike) -> list[dict[str, Any]]:

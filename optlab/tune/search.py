@@ -51,6 +51,7 @@ from optlab.optim.space import (
     Uniform,
 )
 from optlab.train.callbacks import Callback
+from optlab.tune import _workers
 from optlab.tune.report import SearchResult, _decode, _Encoding
 
 STRATEGIES = ("grid", "random", "quasi_random", "tpe", "gp")
@@ -59,6 +60,17 @@ _SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 _JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _TrialState = optuna.trial.TrialState
 _COUNTED = (_TrialState.COMPLETE, _TrialState.PRUNED, _TrialState.FAIL, _TrialState.RUNNING)
+# A running trial's worker writes a heartbeat this often; a worker on another host whose
+# heartbeat is older than the grace period is taken for dead (hosts' clocks must agree).
+HEARTBEAT_SECONDS = 30.0
+HEARTBEAT_GRACE_SECONDS = 300.0
+# A configuration whose workers died this many more times is not run again (it may be what
+# kills them, e.g. by running out of memory): its last trial stays failed and counts.
+MAX_RERUNS = 2
+_ABANDONED = "optlab_abandoned"  # trial system attrs: why it was abandoned, whether it is given
+_NO_RERUN = "optlab_no_rerun"  # up, and which abandoned trial a re-run repeats (worker and
+_RERUN_OF = "optlab_rerun_of"  # heartbeat: optlab.tune._workers)
+_GRID_ATTRS = ("grid_id", "search_space", "optlab_grid_id")  # a re-run keeps its grid point
 
 
 class Trial:
@@ -175,10 +187,30 @@ def search(
   trial count when they start, so workers and resumed runs draw new
   configurations (a fresh single-process run uses `seed` itself). An Optuna RDB
   URL other than SQLite gets no lock and may overshoot by up to one trial per
-  extra worker. A crashed worker's trial stays RUNNING and keeps counting. A
-  worker returns once no trial is left to start, while other workers may still
-  be finishing theirs (the last one to return sees them all). The lock file
-  (``<storage>.optlab.lock``) stays beside the storage.
+  extra worker. A worker returns once no trial is left to start, while other
+  workers may still be finishing theirs (the last one to return sees them all).
+  The lock file (``<storage>.optlab.lock``) stays beside the storage.
+
+  Dead workers: each trial records its worker (host, pid, the process's start
+  time and boot id, so that a reused pid is not mistaken for it) and, every
+  :data:`HEARTBEAT_SECONDS`, a heartbeat. Before counting, a worker (or a
+  resumed run) looks at the running trials: one whose worker is on this host
+  and no longer alive, or on another host and silent for more than
+  :data:`HEARTBEAT_GRACE_SECONDS`, is *abandoned*: marked failed, with the
+  reason in the system attr ``optlab_abandoned`` and in the user attr
+  ``optlab_fail_reason``, left out of the count (and, being failed, out of the
+  best configuration), and its configuration runs again as the next trial
+  (system attr ``optlab_rerun_of``; a grid re-run keeps its grid point, so the
+  grid is still covered once). A killed search therefore ends, once resumed,
+  with exactly `n_trials` trials that were not abandoned. A configuration
+  abandoned :data:`MAX_RERUNS` + 1 times is not run again (it may be what kills
+  its workers): its last trial stays failed and counts (system attr
+  ``optlab_no_rerun``). With a lock, a running trial that records no worker
+  (its worker died right after creating it, or an older optlab or plain Optuna
+  started it) is abandoned too. Where a worker's liveness cannot be read (not
+  POSIX), the heartbeat decides; a worker that was taken for dead but finishes
+  after all gets a warning and its value is dropped. A worker that hangs but
+  lives on this host is never abandoned.
 
   Args:
     objective: ``objective(config, trial) -> float``.
@@ -391,7 +423,8 @@ class _ExpandedGridSampler(optuna.samplers.BaseSampler):
 
   Trial numbers are handed out atomically by the storage, so concurrent workers
   never evaluate the same configuration (as Optuna's GridSampler does for flat
-  grids). Trials beyond the grid's size revisit unfinished points, then any.
+  grids). Trials beyond the grid's size take a point no trial has taken (an
+  abandoned trial's point belongs to its re-run), then an unfinished one, then any.
   """
 
   def __init__(self, params: list[dict[str, Any]], seed: int):
@@ -413,10 +446,13 @@ class _ExpandedGridSampler(optuna.samplers.BaseSampler):
     if trial.number < len(self._params):
       grid_id = int(self._order[trial.number])
     else:
-      done = {t.system_attrs.get("optlab_grid_id") for t in study.get_trials(deepcopy=False)
-              if t.state.is_finished()}
-      left = [i for i in range(len(self._params)) if i not in done] or range(len(self._params))
-      grid_id = int(self._rng.choice(list(left)))
+      trials = [t for t in study.get_trials(deepcopy=False) if not _is_abandoned(t)]
+      taken = {t.system_attrs.get("optlab_grid_id") for t in trials}
+      done = {t.system_attrs.get("optlab_grid_id") for t in trials if t.state.is_finished()}
+      every = range(len(self._params))
+      left = ([i for i in every if i not in taken] or [i for i in every if i not in done]
+              or list(every))
+      grid_id = int(self._rng.choice(left))
     study._storage.set_trial_system_attr(trial._trial_id, "optlab_grid_id", grid_id)
 
   def sample_independent(self, study, trial, param_name, param_distribution):
@@ -475,26 +511,94 @@ def _file_lock(path: pathlib.Path | None) -> Iterator[None]:
 def _run(study, objective, space, encodings, n_trials, make_sampler, lock_path, timeout, catch,
          show_progress) -> None:
   deadline = None if timeout is None else time.monotonic() + timeout
+  tracked = not isinstance(study._storage, optuna.storages.InMemoryStorage)
+  here = _workers.identity()
   bar = None
   sampler_ready = False
+  beats = (_workers.Heartbeat(study._storage, HEARTBEAT_SECONDS) if tracked
+           else contextlib.nullcontext())
   try:
-    while deadline is None or time.monotonic() < deadline:
-      with _file_lock(lock_path):
-        count = len(study.get_trials(deepcopy=False, states=_COUNTED))
-        if count >= n_trials:
-          break
-        if not sampler_ready:
-          study.sampler = make_sampler(count)
-          sampler_ready = True
-          if show_progress:
-            bar = _progress_bar(n_trials, count)
-        ot = study.ask()
-      _run_trial(study, ot, objective, space, encodings, catch)
-      if bar is not None:
-        bar.update(1)
+    with beats:
+      while deadline is None or time.monotonic() < deadline:
+        with _file_lock(lock_path):
+          trials = study.get_trials(deepcopy=False)
+          if tracked and _reap(study, trials, here, locked=lock_path is not None):
+            trials = study.get_trials(deepcopy=False)
+          count = sum(t.state in _COUNTED and not _is_abandoned(t) for t in trials)
+          if count >= n_trials:
+            break
+          if not sampler_ready:
+            study.sampler = make_sampler(count)
+            sampler_ready = True
+            if show_progress:
+              bar = _progress_bar(n_trials, count)
+          if tracked:
+            _enqueue_rerun(study, trials)
+          ot = study.ask()
+          if tracked:  # claimed under the lock: a running trial without a worker is an orphan
+            study._storage.set_trial_system_attr(ot._trial_id, _workers.WORKER,
+                                                 {**here, "since": time.time()})
+            beats.trial_id = ot._trial_id
+        try:
+          _run_trial(study, ot, objective, space, encodings, catch, tracked)
+        finally:
+          if tracked:
+            beats.trial_id = None
+        if bar is not None:
+          bar.update(1)
   finally:
     if bar is not None:
       bar.close()
+
+
+def _is_abandoned(trial: optuna.trial.FrozenTrial) -> bool:
+  """Whether `trial` was abandoned and is run again (so it does not count)."""
+  attrs = trial.system_attrs
+  return trial.state == _TrialState.FAIL and _ABANDONED in attrs and not attrs.get(_NO_RERUN)
+
+
+def _reap(study: optuna.Study, trials, here: dict[str, Any], locked: bool) -> bool:
+  """Marks the running trials of dead workers failed and abandoned; whether there were any."""
+  now, storage = time.time(), study._storage
+  by_number = {t.number: t for t in trials}
+  reaped = False
+  for t in trials:
+    if t.state != _TrialState.RUNNING:
+      continue
+    reason = _workers.abandon_reason(t, here, now, HEARTBEAT_GRACE_SECONDS, locked)
+    if reason is None:
+      continue
+    reruns, previous = 0, t.system_attrs.get(_RERUN_OF)
+    while previous in by_number and reruns <= MAX_RERUNS:
+      reruns, previous = reruns + 1, by_number[previous].system_attrs.get(_RERUN_OF)
+    give_up = reruns >= MAX_RERUNS
+    note = (f"; its configuration was abandoned {reruns + 1} times, so it is not run again "
+            "(MAX_RERUNS)" if give_up else "")
+    try:  # attrs first: a finished trial takes none (and the abandoned mark needs FAIL too)
+      storage.set_trial_system_attr(t._trial_id, _ABANDONED, reason)
+      if give_up:
+        storage.set_trial_system_attr(t._trial_id, _NO_RERUN, True)
+      storage.set_trial_user_attr(t._trial_id, "optlab_fail_reason",
+                                  f"abandoned: {reason}{note}")
+      storage.set_trial_state_values(t._trial_id, _TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+      continue  # it finished meanwhile, or another worker reaped it
+    warnings.warn(f"search: trial {t.number} of study {study.study_name!r} is abandoned: "
+                  f"{reason}; it is marked failed" + (note or " and its configuration runs again"),
+                  RuntimeWarning, stacklevel=4)
+    reaped = True
+  return reaped
+
+
+def _enqueue_rerun(study: optuna.Study, trials) -> None:
+  """Queues the first abandoned trial that has no re-run yet, with its parameters and grid point."""
+  rerun = {t.system_attrs.get(_RERUN_OF) for t in trials}
+  for t in trials:
+    if _is_abandoned(t) and t.number not in rerun:
+      attrs = {"fixed_params": dict(t.params), _RERUN_OF: t.number}
+      attrs.update({k: t.system_attrs[k] for k in _GRID_ATTRS if k in t.system_attrs})
+      study.add_trial(optuna.trial.create_trial(state=_TrialState.WAITING, system_attrs=attrs))
+      return
 
 
 def _progress_bar(total: int, initial: int):
@@ -506,7 +610,7 @@ def _progress_bar(total: int, initial: int):
   return tqdm(total=total, initial=initial, desc="search")
 
 
-def _run_trial(study, ot, objective, space, encodings, catch) -> None:
+def _run_trial(study, ot, objective, space, encodings, catch, tracked) -> None:
   error: BaseException | None = None
   state = None
   value = None
@@ -515,8 +619,17 @@ def _run_trial(study, ot, objective, space, encodings, catch) -> None:
     raw = objective(dict(config), Trial(ot, config))
   except optuna.TrialPruned:
     state = _TrialState.PRUNED
-  except (Exception, KeyboardInterrupt) as e:
+  except BaseException as e:  # recorded, then raised again unless caught
     state, error = _TrialState.FAIL, e
+  if tracked and study._storage.get_trial(ot._trial_id).state != _TrialState.RUNNING:
+    reason = study._storage.get_trial_system_attrs(ot._trial_id).get(_ABANDONED, "")
+    warnings.warn(f"search: trial {ot.number} was taken for abandoned by another worker while "
+                  f"it ran ({reason}); its outcome is dropped (the re-run counts)",
+                  RuntimeWarning, stacklevel=4)
+    if error is not None and not isinstance(
+        error, (*catch, optuna.exceptions.UpdateFinishedTrialError)):
+      raise error
+    return
   if state is None:
     try:
       value = float(raw)
