@@ -86,7 +86,7 @@ def _check(result, strategy, killed, evals_path):
   assert rerun.params == dead.params
 
   rows = {row["number"]: row for row in result.trials()}
-  assert len(rows) == size + 1 and rows[dead.number]["state"] == "fail"
+  assert len(rows) == size + 1 and rows[dead.number]["state"] == "abandoned"
   configs = [_key({k: rows[t.number][k] for k in result.space}) for t in kept]
   assert len(set(configs)) == size  # no configuration twice
   assert _key(killed["config"]) in configs

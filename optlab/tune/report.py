@@ -48,13 +48,18 @@ class SearchResult:
   def trials(self) -> list[dict[str, Any]]:
     """One row per trial: number, state, value, each parameter (None if inactive), duration.
 
-    ``n_intermediate`` counts the intermediate values the trial reported.
+    ``n_intermediate`` counts the intermediate values the trial reported. A trial
+    whose worker died and whose configuration was run again is ``"abandoned"``
+    (stored as a failed trial; the re-run is another row).
     """
     rows = []
     for t in self.study.get_trials(deepcopy=False):
       config = _decode(self.space, t.params)
       duration = t.duration.total_seconds() if t.duration is not None else None
-      row = {"number": t.number, "state": t.state.name.lower(), "value": t.value}
+      state = t.state.name.lower()
+      if "optlab_abandoned" in t.system_attrs and not t.system_attrs.get("optlab_no_rerun"):
+        state = "abandoned"
+      row = {"number": t.number, "state": state, "value": t.value}
       row.update({name: config.get(name) for name in self.space})
       row.update(duration_seconds=duration, n_intermediate=len(t.intermediate_values))
       rows.append(row)
