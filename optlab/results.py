@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import datetime
 import enum
+import errno
 import glob
 import importlib.metadata
 import json
@@ -34,10 +35,12 @@ import os
 import pathlib
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -284,3 +287,47 @@ def _fsync_directory(directory: pathlib.Path) -> None:
     pass
   finally:
     os.close(fd)
+
+
+def check_writable(directory: str | os.PathLike, *, what: str = "results",
+                   min_free_bytes: int = 1 << 20) -> pathlib.Path:
+  """Raises a clear ``OSError`` now, rather than after the run, if `directory` is unusable.
+
+  Creates the directory (as the run would), writes, fsyncs and deletes a small probe
+  file in it, and checks that at least `min_free_bytes` are free on its disk.
+
+  Args:
+    directory: where the run will write.
+    what: what it will write there (for the message), e.g. ``"results (--results)"``.
+    min_free_bytes: the least free space accepted (default 1 MiB).
+
+  Returns:
+    The directory.
+
+  Raises:
+    OSError: naming the directory: it cannot be created or written, or its disk is full.
+
+  Example:
+    >>> import tempfile
+    >>> check_writable(tempfile.mkdtemp()).is_dir()
+    True
+  """
+  directory = pathlib.Path(directory)
+  probe = directory / f".optlab-write-probe-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(probe, "wb") as f:
+      f.write(b"\0" * 4096)
+      f.flush()
+      os.fsync(f.fileno())
+    probe.unlink()
+    free = shutil.disk_usage(directory).free
+  except OSError as error:
+    with contextlib.suppress(OSError):
+      probe.unlink(missing_ok=True)
+    raise OSError(error.errno, f"cannot write {what} to {directory}: "
+                  f"{error.strerror or error}; nothing was run") from error
+  if free < min_free_bytes:
+    raise OSError(errno.ENOSPC, f"cannot write {what} to {directory}: only {free:,} bytes "
+                  f"free on its disk (at least {min_free_bytes:,} needed); nothing was run")
+  return directory

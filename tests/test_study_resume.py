@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
-from optlab import cli, results, study_progress
+from optlab import cli, results
 from optlab.studies import check_output_paths, load_module, study_parser
 from optlab.study_progress import Progress, ProgressMismatchError, decode, encode, side_path
 
@@ -205,7 +205,7 @@ def test_unwritable_folders_are_reported_before_the_run(tmp_path, monkeypatch):
     used: int
     free: int
 
-  monkeypatch.setattr(study_progress.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 100))
+  monkeypatch.setattr(results.shutil, "disk_usage", lambda p: Usage(10**9, 10**9, 100))
   with pytest.raises(OSError, match="only 100 bytes free") as error:
     check_output_paths(tmp_path / "ok" / "r.jsonl")
   assert error.value.errno == errno.ENOSPC

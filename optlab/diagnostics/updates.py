@@ -43,9 +43,9 @@ KINDS = (UPDATE_RATIO, EFFECTIVE_LR)
 
 def _records(history: Sequence[dict[str, Any]] | Any) -> list[dict[str, Any]]:
   if isinstance(history, (str, Path)):
-    from optlab import results
+    from optlab.train.history import read_history
 
-    return [r for r in results.read_records(history) if r.get("kind") == "evaluation"]
+    return read_history(history)  # the file's last run, one record per epoch
   records = getattr(history, "history", history)  # a FitResult or its history
   return list(records)
 
@@ -55,7 +55,8 @@ def layer_curves(history: Any, kind: str = UPDATE_RATIO
   """The logged update statistic of every layer: ``{path: (epochs, values)}``.
 
   Args:
-    history: a ``FitResult``, its ``.history``, or a history JSONL path (one run).
+    history: a ``FitResult``, its ``.history``, or a history JSONL path (its last
+      run, read with ``optlab.train.history.read_history``).
     kind: ``"update_ratio"`` or ``"effective_lr"``.
 
   Returns:

@@ -20,6 +20,7 @@ Example:
 from optlab.train import distributed, paths
 from optlab.train.callbacks import Callback, EarlyStopping, ReduceLROnPlateau
 from optlab.train.checkpoint import Checkpointer
+from optlab.train.history import read_history
 from optlab.train.loop import FitResult, fit
 from optlab.train.paths import match_paths, parameter_paths
 from optlab.train.plots import plot_learning_curves
@@ -60,5 +61,6 @@ __all__ = [
     "parameter_paths",
     "paths",
     "plot_learning_curves",
+    "read_history",
     "split_model",
 ]

@@ -3,16 +3,37 @@
 A checkpoint holds the whole :class:`TrainState` (PRNG keys stored as raw key
 data), and a JSON record of the loop: epoch, history, callback states. Restoring
 it and continuing gives exactly the run that was not interrupted.
+
+A process killed at any moment leaves only whole checkpoints behind: orbax writes
+each one into ``<epoch>.orbax-checkpoint-tmp`` and renames it when complete (a
+leftover temporary directory is removed when the next :class:`Checkpointer` opens
+the directory), and an old checkpoint is first renamed into a trash folder
+(``.trash``, emptied after each save and on opening), so that no half-deleted
+checkpoint is ever listed either.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from optlab.results import check_writable
+
+# Old checkpoints are renamed into this folder (atomic) before they are deleted.
+_TRASH = ".trash"
+# Room asked for each checkpoint beyond its arrays' bytes: a fraction, and a fixed
+# allowance for orbax's metadata and the JSON record (the history).
+SPACE_MARGIN = 1.1
+SPACE_OVERHEAD = 256 << 10
 
 
 def _require_orbax():
@@ -47,6 +68,10 @@ def from_storable(tree: Any, template: Any) -> Any:
 class Checkpointer:
   """Keeps the last `keep` checkpoints under ``directory/last`` and the best under ``best``.
 
+  Checkpoints appear and disappear whole, even when the process is killed part-way
+  (see the module docstring); :meth:`check_space` checks the room for a run's
+  checkpoints before it starts.
+
   Args:
     directory: where checkpoints live (created if missing; must be writable).
     keep: how many of the latest checkpoints to keep.
@@ -62,21 +87,58 @@ class Checkpointer:
       raise ValueError(f"Checkpointer: mode must be 'min' or 'max', got {mode!r}")
     ocp = _require_orbax()
     self.directory = Path(directory).absolute()
-    check_writable(self.directory)
+    check_writable(self.directory, what="checkpoints", min_free_bytes=0)
     self.monitor = monitor
+    self.keep = keep
+    atomic = {"create": True, "cleanup_tmp_directories": True, "todelete_subdir": _TRASH}
+    self._empty_trash()
     self._last = ocp.CheckpointManager(
         self.directory / "last",
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
+        options=ocp.CheckpointManagerOptions(max_to_keep=keep, **atomic),
     )
     self._best = None
     if monitor is not None:
       self._best = ocp.CheckpointManager(
           self.directory / "best",
           options=ocp.CheckpointManagerOptions(
-              max_to_keep=1, create=True, best_fn=lambda metrics: metrics[monitor],
-              best_mode=mode,
+              max_to_keep=1, best_fn=lambda metrics: metrics[monitor], best_mode=mode, **atomic,
           ),
       )
+
+  def _empty_trash(self) -> None:
+    for folder in ("last", "best"):
+      shutil.rmtree(self.directory / folder / _TRASH, ignore_errors=True)
+
+  def check_space(self, template: Any) -> int:
+    """Raises ``OSError`` (ENOSPC) now if the directory lacks room for this run's checkpoints.
+
+    One checkpoint takes about the bytes of `template`'s arrays (see
+    :func:`storage_bytes`) × ``SPACE_MARGIN`` + ``SPACE_OVERHEAD``. The run needs room
+    for ``keep`` of them, one more being written before the oldest is deleted, and one
+    more with a monitored best; checkpoints already in the directory (a resumed run)
+    count as room, since they are replaced.
+
+    Args:
+      template: what :meth:`save` will be given (e.g. the train state and the best copy).
+
+    Returns:
+      The free bytes needed.
+    """
+    one = math.ceil(storage_bytes(template) * SPACE_MARGIN) + SPACE_OVERHEAD
+    copies = self.keep + 1 + (self._best is not None)
+    present = sum(_bytes_under(self.directory / folder) for folder in ("last", "best"))
+    needed = max(one, copies * one - present)
+    free = shutil.disk_usage(self.directory).free
+    if free < needed:
+      best = ", 1 best" if self._best is not None else ""
+      there = f", less the {present:,} bytes of checkpoints already there" if present else ""
+      raise OSError(
+          errno.ENOSPC,
+          f"not enough free space for checkpoints in {self.directory}: need about "
+          f"{needed:,} bytes ({copies} checkpoints of {one:,} bytes: {self.keep} kept, 1 being "
+          f"written{best}{there}), {free:,} bytes free; free some space, lower "
+          "checkpoint_keep or choose another checkpoint_dir")
+    return needed
 
   def _args(self, state: Any, record: dict[str, Any]):
     ocp = _require_orbax()
@@ -91,6 +153,7 @@ class Checkpointer:
       self._best.save(epoch, args=self._args(state, record),
                       metrics={self.monitor: float(logs[self.monitor])}, force=True)
     self.wait()
+    self._empty_trash()
 
   def wait(self) -> None:
     self._last.wait_until_finished()
@@ -104,7 +167,15 @@ class Checkpointer:
     return None if self._best is None else self._best.best_step()
 
   def restore(self, template: Any, epoch: int | None = None, *, best: bool = False):
-    """Returns (state, record) of a checkpoint (the latest by default)."""
+    """Returns (state, record) of a checkpoint (the latest by default).
+
+    Args:
+      template: a tree like the one saved (its structure, shapes and dtypes, and
+        which leaves are PRNG keys); None restores the tree as stored (NumPy arrays,
+        PRNG keys as raw key data), e.g. to inspect a checkpoint.
+      epoch: which checkpoint (default: the latest, or the best with `best`).
+      best: from the best checkpoints (needs a `monitor`).
+    """
     ocp = _require_orbax()
     manager = self._best if best else self._last
     if manager is None:
@@ -113,12 +184,15 @@ class Checkpointer:
       epoch = manager.best_step() if best else manager.latest_step()
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint under {self.directory}")
+    item = None if template is None else to_storable(template)
     restored = manager.restore(
         epoch,
         args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(to_storable(template)), record=ocp.args.JsonRestore()
+            state=ocp.args.StandardRestore(item), record=ocp.args.JsonRestore()
         ),
     )
+    if template is None:
+      return restored.state, restored.record
     return from_storable(restored.state, template), restored.record
 
   def close(self) -> None:
@@ -127,12 +201,16 @@ class Checkpointer:
       self._best.close()
 
 
-def check_writable(directory: Path) -> None:
-  """Raises a clear error now, rather than after hours of training, if `directory` is unusable."""
-  try:
-    directory.mkdir(parents=True, exist_ok=True)
-    probe = directory / ".optlab_write_probe"
-    probe.write_bytes(b"0" * 1024)
-    probe.unlink()
-  except OSError as error:
-    raise OSError(f"cannot write checkpoints to {directory}: {error.strerror or error}") from error
+def storage_bytes(tree: Any) -> int:
+  """Bytes of the arrays of `tree` as stored (typed PRNG keys as their raw key data)."""
+  return sum(int(np.asarray(leaf).nbytes) if not hasattr(leaf, "nbytes") else int(leaf.nbytes)
+             for leaf in jax.tree.leaves(to_storable(tree)))
+
+
+def _bytes_under(directory: Path) -> int:
+  total = 0
+  for root, _, files in os.walk(directory):
+    for name in files:
+      with contextlib.suppress(OSError):
+        total += os.lstat(os.path.join(root, name)).st_size
+  return total

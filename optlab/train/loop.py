@@ -29,6 +29,7 @@ from optlab import results
 from optlab.data.base import as_xy
 from optlab.models import registry as models_registry
 from optlab.optim import registry as optim_registry
+from optlab.results import check_writable
 from optlab.train import distributed
 from optlab.train import steps as steps_lib
 from optlab.train.callbacks import Callback, EarlyStopping
@@ -176,16 +177,23 @@ def fit(
       ``optlab.train.distributed.initialize_from_env``): each passes the same
       arrays. The returned model holds mesh-placed arrays; evaluation runs
       replicated.
-    history_path: append the history (one JSON record per evaluation) here.
+    history_path: append the history here: a ``run_start`` record, one
+      ``evaluation`` record per evaluation, and a ``resume`` record when resumed;
+      read a run back with ``optlab.train.history.read_history``. Its directory
+      must be writable (checked before anything compiles).
     checkpoint_dir: save the last `checkpoint_keep` checkpoints (and the best by
-      `checkpoint_monitor`) here, at every evaluation.
+      `checkpoint_monitor`) here, at every evaluation. Before anything compiles,
+      fit checks that the directory is writable and has room for them (see
+      ``Checkpointer.check_space``), and raises ``OSError`` otherwise.
     checkpoint_keep: how many recent checkpoints to keep.
     checkpoint_monitor: logged quantity that picks the best checkpoint.
-    resume: continue from the latest checkpoint in `checkpoint_dir`, if any.
+    resume: continue from the latest checkpoint in `checkpoint_dir`, if any, as
+      the same run (its run id, stored in the checkpoint, is kept).
     stop_after_epoch: end the run after this epoch as if interrupted (for tests
       and for splitting a long run across jobs).
     progress: show a progress bar (default: when stderr is a terminal).
-    run_name: a name for this run in the history file.
+    run_name: a name for this run in the history file (default: a time stamp and a
+      random suffix); a resumed run keeps the name its checkpoint holds.
     run_config: anything else needed to rerun this run (JSON-friendly), stored in the
       history file's ``run_start`` record next to the optimizer and model that
       ``optlab.optim.describe`` / ``optlab.models.describe`` know of.
@@ -261,6 +269,8 @@ def fit(
                    mode=_monitor_mode(checkpoint_monitor))
       if checkpoint_dir is not None else None
   )
+  if history_path is not None:  # fail now, not after the first epoch
+    check_writable(Path(history_path).absolute().parent, what="the history file")
 
   full_tx = optax.chain(
       *([optax.clip_by_global_norm(clip_norm)] if clip_norm else []), tx, learning_rate_scale()
@@ -273,6 +283,8 @@ def fit(
       step=jnp.zeros([], jnp.int32), params=params, model_state=model_state,
       opt_state=full_tx.init(params), skipped=jnp.zeros([], jnp.int32),
   )
+  if checkpointer is not None:  # room for the checkpoints, checked before anything compiles
+    checkpointer.check_space({"state": state, "best": (params, model_state)})
   train_step = steps_lib.make_train_step(
       train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite,
       update_stats=update_stats, accumulate_steps=accumulate_steps, compute_dtype=compute_dtype,
@@ -293,8 +305,16 @@ def fit(
   best = None
   best_epoch = None
   reference_loss = None
+  run_id = run_name or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
   if resume and checkpointer.latest_epoch() is not None:
     restored, record = checkpointer.restore({"state": state, "best": (params, model_state)})
+    stored_id = record.get("run")  # None in checkpoints written before run ids were kept
+    if stored_id is not None:
+      if run_name is not None and run_name != stored_id:
+        raise ValueError(f"fit: run_name {run_name!r} differs from the run {stored_id!r} whose "
+                         f"checkpoint is in {checkpointer.directory}; pass run_name="
+                         f"{stored_id!r} (or none) to resume it, or another checkpoint_dir")
+      run_id = stored_id
     state, best = restored["state"], restored["best"]
     start_epoch = record["epoch"] + 1
     history = record["history"]
@@ -346,7 +366,12 @@ def fit(
     stats = steps_lib.mean_statistics(totals) if update_stats else None
     return state, jnp.stack(losses), stats
 
-  run_id = run_name or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+  if history_path is not None and start_epoch > 0:
+    # Records of epochs ≥ start_epoch written before the kill are superseded (read_history).
+    results.append_records(history_path, [{
+        "kind": "resume", "run": run_id, "from_epoch": start_epoch,
+        "provenance": results.provenance(),
+    }])
   if history_path is not None and start_epoch == 0:
     results.append_records(history_path, [{
         "kind": "run_start", "run": run_id, "epochs": epochs, "batch_size": batch_size,
@@ -420,7 +445,7 @@ def fit(
     if checkpointer is not None:
       checkpointer.save(epoch, {"state": state, "best": best if best is not None else
                                 (state.params, state.model_state)}, {
-          "epoch": epoch, "history": history, "best_epoch": best_epoch,
+          "epoch": epoch, "run": run_id, "history": history, "best_epoch": best_epoch,
           "reference_loss": reference_loss,
           "callbacks": [c.state_dict() for c in callbacks],
       }, logs)

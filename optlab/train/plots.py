@@ -9,14 +9,9 @@ from typing import Any
 
 def _evaluations(history: Sequence[dict[str, Any]] | str | Path, run: str | None):
   if isinstance(history, (str, Path)):
-    from optlab import results
+    from optlab.train.history import read_history
 
-    records = [r for r in results.read_records(history) if r.get("kind") == "evaluation"]
-    runs = [r["run"] for r in records]
-    if not records:
-      raise ValueError(f"no evaluation records in {history}")
-    chosen = run or runs[-1]
-    return [r for r in records if r["run"] == chosen]
+    return read_history(history, run)
   return list(history)
 
 
@@ -35,7 +30,8 @@ def plot_learning_curves(
     out_path: where to write the figure (PNG, PDF, SVG by suffix).
     metrics: the quantities to draw; each panel shows ``train_<m>``, ``val_<m>``
       and ``test_<m>`` where logged.
-    run: with a file holding several runs, which one (default: the last).
+    run: with a file holding several runs, which one (default: the last); a resumed
+      run's epochs are read as ``optlab.train.history.read_history`` resolves them.
     title: the figure title.
 
   Returns:
