@@ -14,7 +14,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import optax
 import pytest
 
 from optlab.benchmarks import bandwidth, compile_time, leaves, runner
@@ -73,16 +72,6 @@ def test_flags_with_multi_output_fusion_merges_existing_options():
   assert _fusion.flags_with_multi_output_fusion(merged) == merged
 
 
-def test_default_xla_cpu_keeps_the_three_loop_adam():
-  # Without the flag optlab's Adam keeps the formulation XLA fuses best by default.
-  if _fusion.single_pass_updates():
-    pytest.skip("this process runs with XLA:CPU's multi-output fusion on")
-  from optlab import optim
-
-  assert bandwidth.fusion_count(optim.adam(1e-3)) == 3
-  assert bandwidth.fusion_count(optax.adam(1e-3)) == 3
-
-
 _CHILD = textwrap.dedent("""
     import json
     import numpy as np, jax, jax.numpy as jnp, optax
@@ -101,33 +90,51 @@ _CHILD = textwrap.dedent("""
     print(json.dumps({"single_pass": _fusion.single_pass_updates(),
                       "adam_loops": fusion_count(tx),
                       "adamw_loops": fusion_count(optim.adamw(1e-3)),
+                      "momentum_loops": fusion_count(optim.sgd(1e-2, momentum=0.9)),
+                      "nesterov_loops": fusion_count(optim.nesterov(1e-2)),
                       "params": np.asarray(p).tolist()}))
 """)
 
 
-def test_multi_output_fusion_makes_adam_one_loop_with_the_same_result():
-  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-  env["XLA_FLAGS"] = _fusion.flags_with_multi_output_fusion(env.get("XLA_FLAGS", ""))
+def _child(fusion: bool) -> dict:
+  """Runs _CHILD in a fresh process with optlab's default fusion on or off."""
+  env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+         "OPTLAB_XLA_CPU_FUSION": "1" if fusion else "0"}
+  flags = env.get("XLA_FLAGS", "").replace(f"--xla_backend_extra_options={_fusion.OPTION}", "")
+  env["XLA_FLAGS"] = flags.strip()
   completed = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                              text=True, check=False, cwd=ROOT)
   assert completed.returncode == 0, completed.stderr[-2000:]
-  values = json.loads(completed.stdout.strip().splitlines()[-1])
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def test_optlab_fusion_env_turns_multi_output_fusion_on_and_updates_are_one_loop():
+  values = _child(fusion=True)
   assert values["single_pass"]
   assert values["adam_loops"] == 1 and values["adamw_loops"] == 1
-  # the same three steps without the flag (this process): equal up to rounding
-  # (XLA contracts b1·m + (1−b1)·g into a fused multiply-add differently)
-  import jax
-  import jax.numpy as jnp
+  assert values["momentum_loops"] == 1 and values["nesterov_loops"] == 1
+
+
+def test_without_fusion_adam_keeps_xla_s_three_loops_with_the_same_result():
+  fused, default = _child(fusion=True), _child(fusion=False)
+  assert not default["single_pass"]
+  assert default["adam_loops"] == 3 and default["adamw_loops"] == 3
+  assert default["momentum_loops"] == 2 and default["nesterov_loops"] == 2
+  # the same three steps: equal up to rounding (XLA contracts b1·m + (1−b1)·g into a
+  # fused multiply-add differently in the one loop)
   import numpy as np
 
-  from optlab import optim
+  np.testing.assert_allclose(fused["params"], default["params"], rtol=1e-6, atol=1e-7)
 
-  rng = np.random.default_rng(0)
-  p, g = (jnp.asarray(rng.normal(size=4096), jnp.float32) for _ in range(2))
-  tx = optim.adam(1e-2)
-  state = tx.init(p)
-  step = jax.jit(lambda p, s, g: tx.update(g, s, p))
-  for _ in range(3):
-    u, state = step(p, state, g)
-    p = p + u
-  np.testing.assert_allclose(values["params"], np.asarray(p), rtol=1e-6, atol=1e-7)
+
+def test_the_fusion_is_opt_in_and_leaves_other_flags_alone(monkeypatch):
+  from optlab import _xla_flags
+
+  assert _fusion.single_pass_updates() == _xla_flags.wanted()  # off unless asked for
+  monkeypatch.delenv("OPTLAB_XLA_CPU_FUSION", raising=False)
+  assert not _xla_flags.wanted()
+  monkeypatch.setenv("OPTLAB_XLA_CPU_FUSION", "1")
+  assert _xla_flags.wanted()
+  monkeypatch.setenv("XLA_FLAGS", "--x=1")
+  assert _xla_flags.enable_default() is False  # backends already started: flags untouched
+  assert os.environ["XLA_FLAGS"] == "--x=1"

@@ -203,12 +203,15 @@ def measure(size: int, repeats: int, torch_baseline: bool = True) -> dict[str, f
   return results
 
 
-def _child(size: int, repeats: int) -> dict[str, float]:
-  """The same measurements in a fresh process with XLA:CPU's multi-output fusion on."""
-  from optlab.optim import _fusion
+def _child(size: int, repeats: int, fusion: bool) -> dict[str, float]:
+  """The same measurements in a fresh process with XLA:CPU's multi-output fusion on or off."""
+  from optlab import _xla_flags
 
   env = dict(os.environ)
-  env["XLA_FLAGS"] = _fusion.flags_with_multi_output_fusion(env.get("XLA_FLAGS", ""))
+  flags = env.get("XLA_FLAGS", "")
+  env["XLA_FLAGS"] = (_xla_flags.flags_with_multi_output_fusion(flags) if fusion else
+                      flags.replace(f"--xla_backend_extra_options={_xla_flags.OPTION}", "").strip())
+  env[_xla_flags.ENV_VAR] = "1" if fusion else "0"
   env["JAX_PLATFORMS"] = "cpu"
   root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
   env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
@@ -229,27 +232,29 @@ def update_bandwidth(size: int | None = None, repeats: int = 7, *,
     size: parameters (default 100M; 25M with ``OPTLAB_BENCH_QUICK=1``).
     repeats: timed calls of each update (the best is kept).
     multi_output_fusion: also measure in a child process with XLA:CPU's
-      multi-output fusion on (skipped when this process already has it, or
-      when the backend is not a CPU).
+      multi-output fusion set the other way from this process (optlab turns it
+      on by default; skipped when the backend is not a CPU).
     torch_baseline: also time PyTorch's triad and fused Adam (when installed).
 
   Returns:
     Seconds, bandwidths, loop counts and the ``ratio_*_of_bandwidth`` fractions;
-    keys of the child process's measurements start with ``mof_``.
+    keys of the child process's measurements start with ``mof_`` (fusion on
+    there) or ``xla_default_`` (fusion off there).
   """
   import jax
 
   if size is None:
     size = QUICK_SIZE if os.environ.get("OPTLAB_BENCH_QUICK") else DEFAULT_SIZE
   results = measure(size, repeats, torch_baseline)
-  if multi_output_fusion and jax.default_backend() == "cpu" and not results[
-      "multi_output_fusion"]:
-    child = _child(size, repeats)
+  if multi_output_fusion and jax.default_backend() == "cpu":
+    fusion = not results["multi_output_fusion"]
+    child = _child(size, repeats, fusion)
+    prefix = "mof_" if fusion else "xla_default_"
     ratios = {k: v for k, v in results.items() if k.startswith("ratio")}
     results = {k: v for k, v in results.items() if not k.startswith("ratio")}
-    results |= {f"mof_{k}": v for k, v in child.items() if not k.startswith("ratio")}
-    results |= ratios | {f"ratio_mof_{k[len('ratio_'):]}": v for k, v in child.items()
-                         if k.startswith("ratio")}
+    results |= {f"{prefix}{k}": v for k, v in child.items() if not k.startswith("ratio")}
+    results |= {f"ratio_{prefix}{k[len('ratio_'):]}": v for k, v in child.items()
+                if k.startswith("ratio")} | ratios
   return results
 
 

@@ -39,24 +39,10 @@ import re
 import jax
 import jax.numpy as jnp
 
-OPTION = "xla_cpu_use_multi_output_fusion"
-_EXTRA = "--xla_backend_extra_options"
+from optlab._xla_flags import OPTION, flags_with_multi_output_fusion
 
-
-def flags_with_multi_output_fusion(flags: str) -> str:
-  """`flags` (an ``XLA_FLAGS`` value) with the CPU multi-output fusion option added.
-
-  Example:
-    >>> flags_with_multi_output_fusion("--xla_cpu_enable_fast_math=false")
-    '--xla_cpu_enable_fast_math=false --xla_backend_extra_options=xla_cpu_use_multi_output_fusion'
-  """
-  if OPTION in flags:
-    return flags
-  match = re.search(rf"{_EXTRA}=(\S*)", flags)
-  if match:
-    value = f"{match.group(1)},{OPTION}" if match.group(1) else OPTION
-    return flags[:match.start()] + f"{_EXTRA}={value}" + flags[match.end():]
-  return f"{flags} {_EXTRA}={OPTION}".strip()
+__all__ = ["OPTION", "enable_cpu_multi_output_fusion", "flags_with_multi_output_fusion",
+           "single_pass_updates"]
 
 
 def enable_cpu_multi_output_fusion() -> bool:

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from optlab.optim import _common as c
+from optlab.optim import _fusion
 from optlab.optim import _validation as v
 
 VelocityForm = Literal["paper", "pytorch"]
@@ -62,20 +63,26 @@ def _momentum_descent(
     v.check_same_structure(where, updates, state.velocity, "momentum buffer")
     v.check_float_tree(where, updates, "updates")
     rate = c.step_size(learning_rate, state.count)
-    if velocity_form == "paper":
-      # v ← μ v − α g;  heavy ball: u = v;  Nesterov (look-ahead): u = μ v − α g.
-      velocity = jax.tree.map(lambda b, g: momentum * b - rate * g, state.velocity, updates)
-      if nesterov:
-        new_updates = jax.tree.map(lambda b, g: momentum * b - rate * g, velocity, updates)
-      else:
-        new_updates = velocity
+    paper = velocity_form == "paper"
+
+    def accumulate(b, g):  # paper: v ← μ v − α g;  pytorch: b ← μ b + g
+      return momentum * b - rate * g if paper else momentum * b + g
+
+    def direction(b, g):  # the update from the new velocity
+      if paper:  # heavy ball: u = v;  Nesterov (look-ahead): u = μ v − α g
+        return momentum * b - rate * g if nesterov else b
+      return -rate * (g + momentum * b) if nesterov else -rate * b  # u = −α (g + μ b) or −α b
+
+    velocity = jax.tree.map(accumulate, state.velocity, updates)
+    if _fusion.single_pass_updates():
+      # XLA:CPU with multi-output fusion: the update recomputed from the old velocity
+      # is a sibling of v' (the barrier keeps CSE from merging it back), so v' and
+      # θ + u become one loop over memory (see optlab.optim._fusion).
+      old_velocity, grads = jax.lax.optimization_barrier((state.velocity, updates))
+      recomputed = jax.tree.map(accumulate, old_velocity, grads)
+      new_updates = jax.tree.map(direction, recomputed, grads)
     else:
-      # b ← μ b + g;  heavy ball: u = −α b;  Nesterov: u = −α (g + μ b).
-      velocity = jax.tree.map(lambda b, g: momentum * b + g, state.velocity, updates)
-      if nesterov:
-        new_updates = jax.tree.map(lambda b, g: -rate * (g + momentum * b), velocity, updates)
-      else:
-        new_updates = jax.tree.map(lambda b: -rate * b, velocity)
+      new_updates = jax.tree.map(direction, velocity, updates)
     new_updates = c.cast_like(new_updates, updates)
     velocity = c.cast_like(velocity, state.velocity)
     return new_updates, MomentumState(count=optax.safe_increment(state.count), velocity=velocity)
