@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from optlab.benchmarks import bandwidth, compile_time, leaves, memory, sweeps, training
+from optlab.benchmarks import bandwidth, compile_time, fit_packed, leaves, memory, sweeps, training
 
 BENCHMARKS = {
     "train_small_mlp_epoch": training.small_mlp_epoch,
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "update_bandwidth": bandwidth.update_bandwidth,
     "many_leaves": leaves.many_leaves,
     "compile_time": compile_time.compile_time,
+    "fit_packed": fit_packed.fit_packed,
 }
 
 

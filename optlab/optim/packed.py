@@ -223,6 +223,22 @@ def pack(tree: Any) -> tuple[tuple[jax.Array, ...], Packing]:
   return packing.pack(tree), packing
 
 
+def state_packing_of(tx: optax.GradientTransformation, packing: Packing) -> Packing:
+  """The packing of `tx`'s state on the tree `packing` describes (``per_leaf=True``'s state).
+
+  ``state_packing_of(tx, packing).unpack(packed_state.buffers)`` is `tx`'s state as a tree.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> buffers, packing = pack({"w": jnp.ones((2, 3))})
+    >>> tx = optax.adam(1e-3)
+    >>> state = packed(tx, packing, per_leaf=True).init(buffers)
+    >>> state_packing_of(tx, packing).unpack(state.buffers)[0].mu["w"].shape
+    (2, 3)
+  """
+  return Packing.of(jax.eval_shape(tx.init, packing.leaf_structs()))
+
+
 class PackedState(NamedTuple):
   """State of ``packed(tx, packing, per_leaf=True)``: `tx`'s state, packed."""
 
@@ -291,7 +307,7 @@ def packed(
 
   def get_state_packing() -> Packing:
     if "state" not in state_packing:
-      state_packing["state"] = Packing.of(jax.eval_shape(tx.init, packing.leaf_structs()))
+      state_packing["state"] = state_packing_of(tx, packing)
     return state_packing["state"]
 
   def init_fn(params):

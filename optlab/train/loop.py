@@ -29,12 +29,14 @@ from optlab import results
 from optlab.data.base import as_xy
 from optlab.models import registry as models_registry
 from optlab.optim import registry as optim_registry
+from optlab.optim.packed import Packing
 from optlab.results import check_writable
 from optlab.train import distributed
 from optlab.train import steps as steps_lib
 from optlab.train.callbacks import Callback, EarlyStopping
 from optlab.train.checkpoint import Checkpointer
-from optlab.train.state import LearningRateScaleState, TrainState, learning_rate_scale, split_model
+from optlab.train.packing import FitPacking, resolve_mode
+from optlab.train.state import LearningRateScaleState, TrainState, split_model
 
 # Arrays up to this size are kept on the device and trained with a scanned epoch.
 SCAN_BYTES_LIMIT = 2 << 30
@@ -45,8 +47,11 @@ class FitResult:
   """What ``fit`` returns.
 
   Attributes:
-    model: the trained model (in eval mode), holding the final (or best) parameters.
-    state: the final :class:`TrainState`.
+    model: the trained model (in eval mode), holding the final (or best) parameters
+      (unpacked, also for a packed run).
+    state: the final :class:`TrainState`. For ``fit(..., packed=...)`` its ``params``
+      are the packed buffers (``packing.unpack(state.params)`` gives the tree) and
+      its ``opt_state`` the optimizer's state on them.
     history: one dict per evaluation: epoch, step, train_loss, val_*/test_* metrics, times.
     status: ``"completed"``, ``"early_stopped"`` or ``"diverged"``.
     message: why the run ended.
@@ -54,6 +59,7 @@ class FitResult:
     best_epoch: epoch whose parameters were restored (early stopping), if any.
     compile_seconds: time spent compiling (kept out of the epoch times).
     train_seconds: time spent training and evaluating, compilation excluded.
+    packing: the :class:`~optlab.optim.packed.Packing` of a packed run (else None).
   """
 
   model: nnx.Module
@@ -65,6 +71,7 @@ class FitResult:
   best_epoch: int | None
   compile_seconds: float
   train_seconds: float
+  packing: Packing | None = None
 
   def curve(self, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(epochs, values) of a logged quantity, e.g. ``result.curve("val_accuracy")``."""
@@ -137,6 +144,7 @@ def fit(
     monitors: Mapping[str, Callable[[Any, Any], Any]] | None = None,
     accumulate_steps: int = 1,
     compute_dtype: Any = None,
+    packed: bool | str = False,
 ) -> FitResult:
   """Trains `model` with `tx` on `train`, evaluating on `validation` and `test`.
 
@@ -230,6 +238,20 @@ def fit(
       state stay float32 (the master copy); evaluation uses the float32 parameters.
       No loss scaling is needed for bfloat16 (float32's exponent range); float16
       is refused. See ``optlab.train.steps.make_train_step``.
+    packed: keep the trainable parameters, and so the optimizer's state, as a few
+      contiguous 1-D buffers (one per dtype, ``optlab.optim.packed.Packing``) in the
+      train state, unpacked only inside the compiled step: a step then passes a
+      handful of arrays however many parameter arrays the model has (see
+      ``optlab.train.packing``). ``"elementwise"``: the optimizer runs on the
+      buffers (exact for elementwise optimizers: SGD, Adam, RMSProp ...; a
+      registry optimizer known not to be elementwise raises a ValueError);
+      ``"per_leaf"``: each update unpacks, runs `tx` on the tree and packs its
+      state (exact for every optimizer: Muon, Shampoo, masks ...); ``True``:
+      ``"elementwise"`` for an elementwise optimizer from ``optlab.optim.get``,
+      ``"per_leaf"`` otherwise (hand-made chains included). Everything else works
+      as unpacked (checkpoints resume in the mode they were written in); the
+      returned model holds the unpacked parameters, ``FitResult.state`` the buffers.
+      Not with a mesh that has a ``"model"`` axis (buffers are replicated).
 
   Returns:
     A :class:`FitResult`.
@@ -243,6 +265,7 @@ def fit(
   step_examples = batch_size * accumulate_steps  # examples per optimizer step
   if eval_every < 1:
     raise ValueError(f"fit: eval_every must be ≥ 1, got {eval_every}")
+  packed_mode = resolve_mode(packed, tx)
   if mesh is not None:
     distributed.check_mesh(mesh, "fit")
     distributed.check_batch_size(batch_size, mesh, "fit")
@@ -272,13 +295,15 @@ def fit(
   if history_path is not None:  # fail now, not after the first epoch
     check_writable(Path(history_path).absolute().parent, what="the history file")
 
-  full_tx = optax.chain(
-      *([optax.clip_by_global_norm(clip_norm)] if clip_norm else []), tx, learning_rate_scale()
-  )
   train_graphdef, eval_graphdef, params, model_state = split_model(model)
   if loss == "cross_entropy":
     _check_class_labels(eval_graphdef, params, model_state, batch_size, {"train": train_xy, **{
         {"val": "validation"}.get(k, k): xy for k, xy in eval_sets.items()}})
+  packer = FitPacking(packed_mode, params, tx)  # the identity when not packed
+  if mesh is not None:
+    packer.check_mesh(mesh)
+  full_tx = packer.optimizer(tx, clip_norm)
+  params = packer.pack(params)  # what the train state holds (buffers when packed)
   state = TrainState(
       step=jnp.zeros([], jnp.int32), params=params, model_state=model_state,
       opt_state=full_tx.init(params), skipped=jnp.zeros([], jnp.int32),
@@ -288,14 +313,18 @@ def fit(
   train_step = steps_lib.make_train_step(
       train_graphdef, full_tx, loss_fn, l2=l2, skip_nonfinite=skip_nonfinite,
       update_stats=update_stats, accumulate_steps=accumulate_steps, compute_dtype=compute_dtype,
+      packing=packer.packing,
   )
-  evaluate = jax.jit(steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size))
+  evaluate = jax.jit(packer.unpacking(
+      steps_lib.make_evaluate(eval_graphdef, loss_fn, metric_fns, eval_batch_size)))
   tx_index = 1 if clip_norm else 0  # where tx's own state sits in full_tx's chain state
 
   def evaluated_params(state: TrainState) -> Any:
+    """The parameters to evaluate, held as the train state holds them (packed or not)."""
     if evaluate_at is None:
       return state.params
-    return evaluate_at(state.params, state.opt_state[tx_index])
+    return packer.pack(evaluate_at(packer.tree(state.params),
+                                   packer.tx_state(state.opt_state[tx_index])))
   data_bytes = train_xy[0].nbytes + train_xy[1].nbytes
   use_scan = scan if scan is not None else data_bytes < SCAN_BYTES_LIMIT
   base_key = jax.random.key(seed)
@@ -307,7 +336,8 @@ def fit(
   reference_loss = None
   run_id = run_name or f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
   if resume and checkpointer.latest_epoch() is not None:
-    restored, record = checkpointer.restore({"state": state, "best": (params, model_state)})
+    restored, record = packer.restore(checkpointer, {"state": state,
+                                                     "best": (params, model_state)})
     stored_id = record.get("run")  # None in checkpoints written before run ids were kept
     if stored_id is not None:
       if run_name is not None and run_name != stored_id:
@@ -335,7 +365,8 @@ def fit(
   if use_scan:
     scan_epoch = steps_lib.make_scan_epoch(
         train_step, step_examples, augment, update_stats=update_stats,
-        batch_sharding=None if parallel is None else parallel.batch_sharding)
+        batch_sharding=None if parallel is None else parallel.batch_sharding,
+        packing=packer.packing)
     epoch_fn = jax.jit(scan_epoch, donate_argnums=(0,), **placed)
     start = time.perf_counter()
     epoch_fn = epoch_fn.lower(state, x_train, y_train, base_key).compile()
@@ -352,8 +383,8 @@ def fit(
     order_key, augment_key = jax.random.split(epoch_key)
     indices = np.asarray(steps_lib.epoch_batch_indices(order_key, n, step_examples))
     losses = []
-    totals = (steps_lib.zero_statistics(steps_lib.update_statistic_names(state.params))
-              if update_stats else None)
+    totals = (steps_lib.zero_statistics(steps_lib.update_statistic_names(
+        packer.structure(state.params))) if update_stats else None)
     for batch in indices:
       xb, yb = to_batch(x_train[batch]), to_batch(y_train[batch])
       if augment is not None:
@@ -381,6 +412,7 @@ def fit(
         "accumulate_steps": accumulate_steps,
         "compute_dtype": None if compute_dtype is None else str(compute_dtype),
         "update_stats": bool(update_stats), "monitors": sorted(monitors),
+        "packed": packed_mode or False,
         "optimizer": optim_registry.describe(tx), "model": models_registry.describe(model),
         "config": dict(run_config or {}),
         "provenance": results.provenance(),
@@ -427,7 +459,7 @@ def fit(
     if epoch_stats is not None:
       logs.update({k: float(v) for k, v in jax.device_get(epoch_stats).items()})
     for name, monitor in monitors.items():
-      logs[name] = _monitor_value(name, monitor(state.params, state.model_state))
+      logs[name] = _monitor_value(name, monitor(packer.tree(state.params), state.model_state))
     requests: dict[str, Any] = {}
     for callback in callbacks:
       requests.update(callback.on_evaluation(epoch, logs))
@@ -446,7 +478,7 @@ def fit(
       checkpointer.save(epoch, {"state": state, "best": best if best is not None else
                                 (state.params, state.model_state)}, {
           "epoch": epoch, "run": run_id, "history": history, "best_epoch": best_epoch,
-          "reference_loss": reference_loss,
+          "reference_loss": reference_loss, "packed": packed_mode,
           "callbacks": [c.state_dict() for c in callbacks],
       }, logs)
     train_seconds += time.perf_counter() - epoch_start
@@ -471,13 +503,13 @@ def fit(
     best_epoch = None if status != "completed" else best_epoch
   if status == "diverged":
     print(f"optlab.fit: {message}", file=sys.stderr)
-  final_params = state.params if restored_best else evaluated_params(state)
+  final_params = packer.tree(state.params if restored_best else evaluated_params(state))
   nnx.update(model, final_params, state.model_state)
   model.eval()
   return FitResult(
       model=model, state=state, history=history, status=status, message=message,
       skipped_steps=int(state.skipped), best_epoch=best_epoch,
-      compile_seconds=compile_seconds, train_seconds=train_seconds,
+      compile_seconds=compile_seconds, train_seconds=train_seconds, packing=packer.packing,
   )
 
 

@@ -15,7 +15,8 @@ class TrainState(NamedTuple):
 
   Attributes:
     step: int32 scalar, optimizer steps taken (skipped steps included).
-    params: the model's ``nnx.Param`` state.
+    params: the model's ``nnx.Param`` state; in ``fit(..., packed=...)``, its packed
+      buffers (a tuple of 1-D arrays, one per dtype: ``optlab.optim.packed.Packing``).
     model_state: the rest of the model's state (batch statistics, dropout RNG counters).
     opt_state: the optimizer's state.
     skipped: int32 scalar, steps skipped because the loss or a gradient was not finite.

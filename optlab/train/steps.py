@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,9 @@ from flax import nnx
 
 from optlab.train.paths import flatten_with_paths
 from optlab.train.state import TrainState
+
+if TYPE_CHECKING:
+  from optlab.optim.packed import Packing
 
 LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -289,6 +292,7 @@ def make_train_step(
     update_stats: bool = False,
     accumulate_steps: int = 1,
     compute_dtype: Any = None,
+    packing: Packing | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``step(state, x, y) -> (state, loss)``, pure and jit-able.
 
@@ -315,11 +319,19 @@ def make_train_step(
   out float32 (the transpose of the cast), so `tx` and its state stay float32.
   No loss scaling: bfloat16 has float32's 8-bit exponent (range ~1e-38 to 3e38),
   so gradients do not underflow as in float16; only the mantissa is shorter.
+
+  Packed parameters: with `packing` (an ``optlab.optim.packed.Packing`` of the
+  parameter tree), ``state.params`` holds ``packing.pack(params)``, the few 1-D
+  buffers, and `tx` must act on them (``optlab.optim.packed.packed``). The loss
+  unpacks them first (static slices inside the compiled step), so the gradient
+  comes back packed; the update statistics are taken on the unpacked trees.
   """
   accumulate_steps = check_accumulate_steps(accumulate_steps)
   compute_dtype = check_compute_dtype(compute_dtype)
+  as_tree = (lambda t: t) if packing is None else packing.unpack
 
   def objective(params, model_state, x, y):
+    params = as_tree(params)
     # copy=True: the merged model mutates its state (dropout RNG counts, batch
     # statistics) inside jax.grad, which Flax allows only on fresh Variables.
     compute_params = params if compute_dtype is None else cast_floating(params, compute_dtype)
@@ -367,7 +379,7 @@ def make_train_step(
       return apply_gradients(tx, state, grads, model_state, finite=finite), loss
     new_state, updates = apply_gradients(tx, state, grads, model_state, finite=finite,
                                          return_updates=True)
-    stats = update_statistics(state.params, updates, grads)
+    stats = update_statistics(as_tree(state.params), as_tree(updates), as_tree(grads))
     if finite is not None:
       stats = {k: jnp.where(finite, v, jnp.nan) for k, v in stats.items()}
     return new_state, (loss, stats)
@@ -428,6 +440,7 @@ def make_scan_epoch(
     *,
     update_stats: bool = False,
     batch_sharding: jax.sharding.Sharding | None = None,
+    packing: Packing | None = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, Any]]:
   """Returns ``epoch(state, x, y, key) -> (state, losses)``: a whole epoch as one ``lax.scan``.
 
@@ -443,6 +456,9 @@ def make_scan_epoch(
   (``jax.lax.with_sharding_constraint``) right after it is gathered, so under
   ``jax.jit`` every device takes and trains on its slice of the batch (data
   parallelism); the step itself is unchanged.
+
+  With `packing` (a step made with the same ``packing``), ``state.params`` holds
+  packed buffers and the statistics are named after the unpacked tree.
   """
 
   def constrain(array):
@@ -470,7 +486,8 @@ def make_scan_epoch(
       state, (loss, stats) = body(state, batch_indices)
       return (state, accumulate_statistics(totals, stats)), loss
 
-    totals = zero_statistics(update_statistic_names(state.params))
+    params = state.params if packing is None else packing.leaf_structs()
+    totals = zero_statistics(update_statistic_names(params))
     (state, totals), losses = jax.lax.scan(body_with_stats, (state, totals), indices)
     return state, (losses, mean_statistics(totals))
 
