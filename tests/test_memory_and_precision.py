@@ -9,21 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _blobs import blobs
 from flax import nnx
 
 from optlab import models, train
 from optlab.benchmarks import memory
 from optlab.train import steps as steps_lib
 from optlab.train.state import TrainState, learning_rate_scale, split_model
-
-
-def blobs(n=240, seed=0, noise=0.6):
-  rng = np.random.default_rng(seed)
-  centers = np.array([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]], np.float32)
-  y = rng.integers(0, 3, size=n).astype(np.int32)
-  x = (centers[y] + noise * rng.normal(size=(n, 4))).astype(np.float32)
-  return x, y
-
 
 TRAIN, VAL = blobs(240, 0), blobs(120, 1)
 

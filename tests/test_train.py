@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _blobs import blobs
 from flax import nnx
 
 from optlab import results, train
@@ -21,14 +22,6 @@ class TinyNet(nnx.Module):
 
   def __call__(self, x):
     return self.out(self.dropout(nnx.relu(self.hidden(x))))
-
-
-def blobs(n=240, seed=0, noise=0.6):
-  rng = np.random.default_rng(seed)
-  centers = np.array([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]], np.float32)
-  y = rng.integers(0, 3, size=n).astype(np.int32)
-  x = (centers[y] + noise * rng.normal(size=(n, 4))).astype(np.float32)
-  return x, y
 
 
 TRAIN, VAL, TEST = blobs(240, 0), blobs(120, 1), blobs(120, 2)
