@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from optlab.study_progress import check_writable
+from optlab.results import check_writable
 
 
 def load_module(name: str, path: str | pathlib.Path) -> ModuleType:
@@ -60,7 +60,7 @@ def check_output_paths(results: str | pathlib.Path | None,
   """Raises a clear ``OSError`` naming the folder if a run could not save its outputs.
 
   Checks the folder of the results file and, unless None, of the figure (see
-  :func:`optlab.study_progress.check_writable`). :func:`study_parser`'s parser calls
+  :func:`optlab.results.check_writable`). :func:`study_parser`'s parser calls
   it after parsing; a runner with a parser of its own calls it itself, before training.
   """
   if results is not None:

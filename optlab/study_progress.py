@@ -56,7 +56,6 @@ from typing import Any, TypeVar
 import numpy as np
 
 from optlab import results
-from optlab.results import check_writable  # noqa: F401  (re-exported)
 
 try:  # an advisory lock keeps two processes from running one study into one file at once
   import fcntl
