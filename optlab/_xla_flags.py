@@ -52,6 +52,22 @@ def flags_with_multi_output_fusion(flags: str) -> str:
   return f"{flags} {_EXTRA}={OPTION}".strip()
 
 
+def flags_without_multi_output_fusion(flags: str) -> str:
+  """`flags` with the CPU multi-output fusion option removed (other options kept).
+
+  Example:
+    >>> flags_without_multi_output_fusion(
+    ...     "--x=1 --xla_backend_extra_options=a=1,xla_cpu_use_multi_output_fusion")
+    '--x=1 --xla_backend_extra_options=a=1'
+  """
+  match = re.search(rf"{_EXTRA}=(\S*)", flags)
+  if not match:
+    return flags
+  kept = [o for o in match.group(1).split(",") if o and o != OPTION]
+  value = f"{_EXTRA}={','.join(kept)}" if kept else ""
+  return " ".join((flags[:match.start()] + value + flags[match.end():]).split())
+
+
 def wanted() -> bool:
   """True when ``OPTLAB_XLA_CPU_FUSION`` asks for the option (off when unset)."""
   return os.environ.get(ENV_VAR, "0").strip().lower() not in OFF_VALUES

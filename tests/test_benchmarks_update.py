@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from optlab import _xla_flags
 from optlab.benchmarks import bandwidth, compile_time, leaves, runner
 from optlab.optim import _fusion
 
@@ -100,8 +101,7 @@ def _child(fusion: bool) -> dict:
   """Runs _CHILD in a fresh process with optlab's default fusion on or off."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
          "OPTLAB_XLA_CPU_FUSION": "1" if fusion else "0"}
-  flags = env.get("XLA_FLAGS", "").replace(f"--xla_backend_extra_options={_fusion.OPTION}", "")
-  env["XLA_FLAGS"] = flags.strip()
+  env["XLA_FLAGS"] = _xla_flags.flags_without_multi_output_fusion(env.get("XLA_FLAGS", ""))
   completed = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True,
                              text=True, check=False, cwd=ROOT)
   assert completed.returncode == 0, completed.stderr[-2000:]
@@ -128,8 +128,6 @@ def test_without_fusion_adam_keeps_xla_s_three_loops_with_the_same_result():
 
 
 def test_the_fusion_is_opt_in_and_leaves_other_flags_alone(monkeypatch):
-  from optlab import _xla_flags
-
   assert _fusion.single_pass_updates() == _xla_flags.wanted()  # off unless asked for
   monkeypatch.delenv("OPTLAB_XLA_CPU_FUSION", raising=False)
   assert not _xla_flags.wanted()

@@ -210,7 +210,7 @@ def _child(size: int, repeats: int, fusion: bool) -> dict[str, float]:
   env = dict(os.environ)
   flags = env.get("XLA_FLAGS", "")
   env["XLA_FLAGS"] = (_xla_flags.flags_with_multi_output_fusion(flags) if fusion else
-                      flags.replace(f"--xla_backend_extra_options={_xla_flags.OPTION}", "").strip())
+                      _xla_flags.flags_without_multi_output_fusion(flags))
   env[_xla_flags.ENV_VAR] = "1" if fusion else "0"
   env["JAX_PLATFORMS"] = "cpu"
   root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
