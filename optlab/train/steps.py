@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from optlab.data.batching import epoch_permutation
 from optlab.train.paths import flatten_with_paths
 from optlab.train.state import TrainState
 
@@ -429,8 +430,8 @@ def make_evaluate(
 def epoch_batch_indices(key: jax.Array, n: int, batch_size: int) -> jax.Array:
   """A shuffled (num_batches, batch_size) int32 index array; the remainder is dropped."""
   num_batches = n // batch_size
-  permutation = jax.random.permutation(key, n)
-  return permutation[: num_batches * batch_size].reshape(num_batches, batch_size).astype(jnp.int32)
+  permutation = epoch_permutation(key, n)
+  return permutation[: num_batches * batch_size].reshape(num_batches, batch_size)
 
 
 def make_scan_epoch(
