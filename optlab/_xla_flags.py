@@ -12,10 +12,21 @@ update_bandwidth`` measures the effect: Adam at about 1.0 of the streaming
 bandwidth instead of 0.7). Child processes inherit it.
 
 Why not by default: the pass is experimental in XLA:CPU (jaxlib 0.10.2) and aborts
-the process while compiling some programs: the adversarial-training study's
-convolutional network dies in ``symbolic_map.cc:196 Check failed: GetNumDims() ==
-other.GetNumResults()``. A process abort is not an acceptable price for a faster
-optimizer update, so the speed-up is opt-in until XLA fixes it.
+the process (``symbolic_map.cc:196 Check failed: GetNumDims() ==
+other.GetNumResults()``) when it merges two scatters that share their indices into
+one loop fusion: the loop emitter cannot index a fusion with two scatter roots.
+Such pairs are common: the gradient of a gather is a scatter-add, so two
+cross-entropies on the same integer labels (``take_along_axis``, as in optax's
+``softmax_cross_entropy_with_integer_labels``) in one loss produce them; the
+adversarial-training study (natural and TRADES losses on one batch) hit it.
+optlab's own losses pick the label logit with a mask
+(:func:`optlab.metrics.losses.integer_label_cross_entropy`), so every optlab
+program compiles with the pass on (the whole test suite passes with
+``OPTLAB_XLA_CPU_FUSION=1``), but a user's program with that pattern would still
+kill the process. A process abort is not an acceptable price for a faster
+optimizer update, so the speed-up stays opt-in until XLA fixes it;
+``tests/test_cross_entropy_gather_free.py`` keeps a 10-line reproducer and
+skips with a note once a JAX upgrade no longer aborts.
 
 Other backends ignore the option. Importing optlab after JAX has started changes
 nothing in that process (optlab's updates then keep the formulation XLA's default

@@ -38,6 +38,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, optim, results  # noqa: E402
+from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
@@ -179,7 +180,7 @@ def logits(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
 
 def cross_entropy(params: dict[str, jax.Array], x: jax.Array, y: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy (the data term, without the penalty)."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits(params, x), y))
+  return jnp.mean(integer_label_cross_entropy(logits(params, x), y))
 
 
 def objective(params: dict[str, jax.Array], x: jax.Array, y: jax.Array, l2: float) -> jax.Array:

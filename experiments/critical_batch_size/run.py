@@ -39,7 +39,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -51,6 +50,7 @@ from optlab.diagnostics.noise import (  # noqa: E402
     gradient_noise_scale,
     per_example_noise_scale,
 )
+from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
 from optlab.tune.targets import steps_to_target  # noqa: E402
 
@@ -118,7 +118,7 @@ def apply_mlp(params: Params, x: jax.Array) -> jax.Array:
 
 def cross_entropy(params: Params, x: jax.Array, y: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy of the MLP on a batch (the loss SGD minimizes)."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(apply_mlp(params, x), y))
+  return jnp.mean(integer_label_cross_entropy(apply_mlp(params, x), y))
 
 
 def step_budget(cfg, batch_size: int) -> int:

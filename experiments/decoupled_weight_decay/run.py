@@ -44,6 +44,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results  # noqa: E402
+from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
 from optlab.study_progress import Progress  # noqa: E402
 
@@ -184,11 +185,11 @@ def make_train(cfg, method: str, forward: Callable, n_train: int) -> Callable:
   total = cfg.epochs * steps
 
   def loss_fn(params, x, y):
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y))
+    return jnp.mean(integer_label_cross_entropy(forward(params, x), y))
 
   def metrics(params, x, y):
     logits = forward(params, x)
-    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    loss = jnp.mean(integer_label_cross_entropy(logits, y))
     return loss, jnp.mean(jnp.argmax(logits, axis=-1) != y)
 
   def train(alpha, lam, params, seed, x_tr, y_tr, x_val, y_val, x_te, y_te):

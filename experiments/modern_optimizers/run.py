@@ -63,6 +63,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, results, train  # noqa: E402
+from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.optim.adam_mini import blocks_by_path  # noqa: E402
 from optlab.optim.muon import matrix_mask  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
@@ -305,7 +306,7 @@ class Evaluator:
 
     def evaluate(params, model_state, x, y, weight):
       logits = predict(params, model_state, x)
-      nll = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+      nll = integer_label_cross_entropy(logits, y)
       right = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
       per = nll.reshape(len(weight), -1).mean(1), right.reshape(len(weight), -1).mean(1)
       return jnp.stack([jnp.sum(v * weight) / jnp.sum(weight) for v in per])

@@ -43,6 +43,7 @@ REPO = HERE.parents[1]
 if importlib.util.find_spec("optlab") is None:  # a source checkout that is not installed
   sys.path.insert(0, str(REPO))
 from optlab import data, models, optim, problems, results  # noqa: E402
+from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.optim.space import SearchSpace  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
 from optlab.study_progress import Progress  # noqa: E402
@@ -105,7 +106,7 @@ def _classification(name, description, model_description, make_model, splits, ba
 
   def loss(params, x, y):
     logits = forward(params, x)
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    return jnp.mean(integer_label_cross_entropy(logits, y))
 
   def grad(params, idx, arrays):
     return jax.grad(loss)(params, arrays[0][idx], arrays[1][idx])
@@ -236,7 +237,7 @@ def char_lm_workload(cfg) -> Workload:
 
   def loss(params, x, y):
     logits = nnx.merge(graphdef, params, copy=True)(x)
-    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+    return jnp.mean(integer_label_cross_entropy(logits, y))
 
   def grad(params, idx, arrays):
     return jax.grad(loss)(params, arrays[0][idx], arrays[1][idx])

@@ -7,9 +7,38 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from optlab.metrics import _inputs
+
+
+def integer_label_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy ``logsumexp(z) − z_y`` with integer labels.
+
+  The same values and gradients as ``optax.softmax_cross_entropy_with_integer_labels``
+  (bit for bit eagerly; compiled, within an ulp, as XLA fuses them differently),
+  but the label's logit is picked by a mask, ``Σ_c [c = y] z_c``, instead of a
+  gather, so the gradient holds no scatter. Two reasons: a scatter
+  is a slow serial loop on CPU, and XLA:CPU's multi-output fusion
+  (``OPTLAB_XLA_CPU_FUSION=1``, see :mod:`optlab._xla_flags`) aborts the process
+  when it merges two scatters that share their indices, which is what the
+  gradients of two cross-entropies on the same labels are (jaxlib 0.10.2).
+  A label outside ``[0, C)`` gives NaN, as optax's does.
+
+  Example:
+    >>> import optax
+    >>> z = jnp.array([[2.0, 0.0, -1.0]])
+    >>> bool(jnp.allclose(integer_label_cross_entropy(z, jnp.array([0])),
+    ...                   optax.softmax_cross_entropy_with_integer_labels(z, jnp.array([0]))))
+    True
+  """
+  classes = logits.shape[-1]
+  labels = labels[..., None]
+  hit = jax.lax.broadcasted_iota(labels.dtype, (*labels.shape[:-1], classes), labels.ndim - 1)
+  hit = hit == labels
+  label_logits = jnp.sum(jnp.where(hit, logits, jnp.zeros((), logits.dtype)), axis=-1)
+  losses = jax.nn.logsumexp(logits, axis=-1) - label_logits
+  in_range = (labels[..., 0] >= 0) & (labels[..., 0] < classes)
+  return jnp.where(in_range, losses, jnp.asarray(jnp.nan, losses.dtype))
 
 
 def cross_entropy(
@@ -21,7 +50,7 @@ def cross_entropy(
 ) -> jax.Array:
   """The mean softmax cross-entropy, in nats: Σᵢ wᵢ (logsumexp(zᵢ) − zᵢ,yᵢ) / Σᵢ wᵢ.
 
-  Computed stably by `optax.softmax_cross_entropy_with_integer_labels`. The input is
+  Computed stably by `integer_label_cross_entropy` (optax's values, no gather). The input is
   *logits* (unnormalized log-probabilities): scikit-learn's `log_loss` takes
   probabilities instead; pass ``jnp.log(probabilities)`` here to get the same value.
   Labels must lie in [0, C) (an id outside that range gives a meaningless value;
@@ -60,7 +89,7 @@ def _cross_entropy(
   logits: jax.Array, labels: jax.Array, sample_weight: jax.Array | None, mask: jax.Array | None
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The mean cross-entropy in nats, in bits, and its exponential, in one program."""
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels.astype(jnp.int32))
+  losses = integer_label_cross_entropy(logits, labels.astype(jnp.int32))
   loss = _inputs.weighted_mean(losses, _inputs.combine_weights(sample_weight, mask))
   return loss, loss / math.log(2.0), jnp.exp(loss)
 

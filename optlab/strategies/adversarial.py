@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from optlab.metrics.losses import integer_label_cross_entropy
 from optlab.train import steps as steps_lib
 from optlab.train.state import TrainState
 
@@ -94,7 +95,7 @@ def _per_example_loss(loss: str | Callable) -> Callable[[jax.Array, Any], jax.Ar
   if callable(loss):
     return loss
   if loss == "cross_entropy":
-    return optax.softmax_cross_entropy_with_integer_labels
+    return integer_label_cross_entropy
   if loss == "kl":
     return kl_divergence
   raise ValueError(f"unknown attack loss {loss!r}; accepted: 'cross_entropy', 'kl' or a "
@@ -413,7 +414,7 @@ def trades_loss(
     x_adv = pgd(attack_logits_fn or logits_fn, x, jax.lax.stop_gradient(clean), key,
                 epsilon=epsilon, step_size=step_size, steps=steps, norm=norm,
                 random_start=random_start, bounds=bounds, loss="kl")
-  natural = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(clean, y))
+  natural = jnp.mean(integer_label_cross_entropy(clean, y))
   robust = jnp.mean(kl_divergence(logits_fn(x_adv), clean))
   return natural + beta * robust
 

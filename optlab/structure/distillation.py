@@ -31,9 +31,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
+from optlab.metrics.losses import integer_label_cross_entropy
 from optlab.train import steps as steps_lib
 from optlab.train.state import split_model
 
@@ -197,7 +197,7 @@ def distillation_loss(
     raise TypeError(f"distillation_loss: labels must be integer class indices, got dtype "
                     f"{labels.dtype}")
   soft = soft_distillation_loss(student_logits, teacher_logits, temperature=temperature)
-  hard = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(student_logits, labels))
+  hard = jnp.mean(integer_label_cross_entropy(student_logits, labels))
   return alpha * soft + (1.0 - alpha) * hard
 
 
@@ -279,7 +279,7 @@ def distillation_loss_fn(temperature: float, alpha: float) -> LossFn:
 
   def loss(outputs: jax.Array, targets: jax.Array) -> jax.Array:
     if targets.shape == outputs.shape[:-1]:
-      return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+      return jnp.mean(integer_label_cross_entropy(
           outputs, targets.astype(jnp.int32)))
     if targets.shape != (*outputs.shape[:-1], 1 + outputs.shape[-1]):
       raise ValueError(

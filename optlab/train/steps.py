@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from optlab.data.batching import epoch_permutation
+from optlab.metrics.losses import integer_label_cross_entropy
 from optlab.train.paths import flatten_with_paths
 from optlab.train.state import TrainState
 
@@ -28,7 +29,7 @@ LossFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Mean softmax cross-entropy with integer labels; logits may have extra leading axes."""
-  return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+  return jnp.mean(integer_label_cross_entropy(logits, labels))
 
 
 def mean_squared_error(predictions: jax.Array, targets: jax.Array) -> jax.Array:
