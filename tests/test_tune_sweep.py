@@ -121,3 +121,7 @@ def test_sweep_benchmark_reports_a_ratio():
                                                  hidden=8, repeats=1)
   assert values["ratio_vectorized_speedup"] > 0
   assert values["max_val_accuracy_difference"] < 0.05
+  if "ratio_all_cores_sharded_speedup" in values:  # a child process with one device per core
+    assert values["all_cores_devices"] >= 2 and values["ratio_all_cores_sharded_speedup"] > 0
+    assert values["all_cores_max_val_accuracy_difference"] < 0.05
+    assert values["all_cores_sharded_max_val_accuracy_difference"] < 0.05

@@ -21,9 +21,27 @@ ones (88 vs 34 GFLOP/s). XLA flags tried without gain: ``--xla_cpu_use_thunk_run
 ``--xla_cpu_experimental_xnn_fusion_type=dot``, ``--xla_cpu_multi_thread_eigen
 =false``; dropping the non-finite check gains ~8%. The ratio measured 1.6–3.8×
 against a goal of 10×.
+
+Two findings since. (1) Each epoch's order was ``jax.random.permutation``, a
+sort that took 0.73 ms per run (33 ms for 64 vmapped runs); epoch orders now
+come from :func:`optlab.data.index_shuffle.index_shuffle` (0.06 ms; ~3 ms
+vmapped). (2) XLA:CPU runs a batched matrix product on one thread (a 64-run
+[64×64]·[64×64] product: 85 GFLOP/s pinned to one core, 92 on two), and
+independent operations of one program do not run concurrently either, so one
+vectorized program keeps ~1.3 of 2 cores busy. Splitting the runs over as many
+CPU devices as cores (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and
+``sweep(mesh=distributed.data_mesh())``) runs each half on its own core; the
+benchmark measures that in a child process started with that flag
+(``all_cores_*`` keys), against the sequential runs in the same child.
 """
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -41,19 +59,9 @@ def _digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
   return train, val
 
 
-def sweep_vectorized_vs_sequential(
-    num_learning_rates: int = 8,
-    num_seeds: int = 8,
-    epochs: int = 3,
-    hidden: int = 64,
-    batch_size: int = 64,
-    repeats: int = 3,
-) -> dict[str, float]:
-  """Seconds of the vectorized sweep and of the same runs in sequence, and their ratio.
-
-  Each is run `repeats` times (compiled once: later calls reuse the executable)
-  and the fastest training time is kept.
-  """
+def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
+             batch_size: int, repeats: int, mesh: bool = False) -> dict[str, float]:
+  from optlab.train import distributed
   from optlab.tune.sweep import sweep
 
   train, val = _digits()
@@ -62,12 +70,15 @@ def sweep_vectorized_vs_sequential(
   def model_fn(rngs):
     return models.MLP(64, [hidden], 10, rngs=rngs)
 
-  def run(chunk_size):
+  def run(chunk_size, mesh=None):
     return sweep(model_fn, "sgd", train, validation=val,
                  hyperparams={"learning_rate": learning_rates}, fixed={"momentum": 0.9},
-                 seeds=num_seeds, epochs=epochs, batch_size=batch_size, chunk_size=chunk_size)
+                 seeds=num_seeds, epochs=epochs, batch_size=batch_size, chunk_size=chunk_size,
+                 mesh=mesh)
 
   num_runs = num_learning_rates * num_seeds
+  if mesh:  # every run on one of the devices: the vectorized run axis split over all cores
+    sharded = [run(num_runs, distributed.data_mesh()) for _ in range(repeats)]
   vectorized = [run(num_runs) for _ in range(repeats)]
   sequential = [run(1) for _ in range(repeats)]
   vectorized_s = min(r.train_seconds for r in vectorized)
@@ -75,7 +86,7 @@ def sweep_vectorized_vs_sequential(
   vectorized, sequential = vectorized[0], sequential[0]
   both = (vectorized.status == "completed") & (sequential.status == "completed")
   difference = np.abs(vectorized["val_accuracy"] - sequential["val_accuracy"])[both]
-  return {
+  results = {
       "runs": float(num_runs),
       "epochs": float(epochs),
       "vectorized_compile_s": vectorized.compile_seconds,
@@ -87,3 +98,70 @@ def sweep_vectorized_vs_sequential(
       "max_val_accuracy_difference": float(difference.max()) if difference.size else 0.0,
       "ratio_vectorized_speedup": sequential_s / vectorized_s,
   }
+  if mesh:
+    sharded_s = min(r.train_seconds for r in sharded)
+    both = (sharded[0].status == "completed") & (sequential.status == "completed")
+    gap = np.abs(sharded[0]["val_accuracy"] - sequential["val_accuracy"])[both]
+    results["sharded_max_val_accuracy_difference"] = float(gap.max()) if gap.size else 0.0
+    results["devices"] = float(len(distributed.data_mesh().devices.flat))
+    results["sharded_train_s"] = sharded_s
+    results["sharded_ms_per_run_epoch"] = 1e3 * sharded_s / (num_runs * epochs)
+    results["ratio_sharded_speedup"] = sequential_s / sharded_s
+  return results
+
+
+def _all_cores_child(arguments: dict[str, int]) -> dict[str, float]:
+  """The measurements again in a process with one CPU device per core, runs split over them."""
+  env = dict(os.environ)
+  flags = env.get("XLA_FLAGS", "")
+  count = f"--xla_force_host_platform_device_count={os.cpu_count()}"
+  env["XLA_FLAGS"] = f"{flags} {count}".strip()
+  env["JAX_PLATFORMS"] = "cpu"
+  root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
+  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+  completed = subprocess.run(
+      [sys.executable, "-m", "optlab.benchmarks.sweeps", json.dumps(arguments)],
+      env=env, capture_output=True, text=True, check=False)
+  if completed.returncode:
+    raise RuntimeError("sweep_vectorized_vs_sequential: the child process failed:\n"
+                       f"{completed.stderr[-2000:]}")
+  return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def sweep_vectorized_vs_sequential(
+    num_learning_rates: int = 8,
+    num_seeds: int = 8,
+    epochs: int = 3,
+    hidden: int = 64,
+    batch_size: int = 64,
+    repeats: int = 3,
+    all_cores: bool = True,
+) -> dict[str, float]:
+  """Seconds of the vectorized sweep and of the same runs in sequence, and their ratio.
+
+  Each is run `repeats` times (compiled once: later calls reuse the executable)
+  and the fastest training time is kept. With `all_cores` (on a CPU with more
+  than one core and one JAX device), the measurements are repeated in a child
+  process that has one CPU device per core, where the vectorized sweep also runs
+  with its runs split over the devices (``all_cores_*`` keys; its ratio against
+  the child's own sequential runs is printed last).
+  """
+  import jax
+
+  arguments = {"num_learning_rates": num_learning_rates, "num_seeds": num_seeds,
+               "epochs": epochs, "hidden": hidden, "batch_size": batch_size,
+               "repeats": repeats}
+  results = _measure(**arguments)
+  if (all_cores and jax.default_backend() == "cpu" and (os.cpu_count() or 1) > 1
+      and jax.device_count() == 1):
+    child = _all_cores_child(arguments)
+    ratios = {k: v for k, v in results.items() if k.startswith("ratio")}
+    results = {k: v for k, v in results.items() if not k.startswith("ratio")}
+    results |= {f"all_cores_{k}": v for k, v in child.items() if not k.startswith("ratio")}
+    results |= ratios | {f"ratio_all_cores_{k[len('ratio_'):]}": v for k, v in child.items()
+                         if k.startswith("ratio")}
+  return results
+
+
+if __name__ == "__main__":  # the all-cores child: one JSON line of measurements
+  print(json.dumps(_measure(**json.loads(sys.argv[1]), mesh=True)))
