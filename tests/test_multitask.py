@@ -37,31 +37,38 @@ def _task_gradients(model, x, y):
     out = nnx.merge(graphdef, p, rest, copy=True)(x)[task]
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(out, y[task]))
 
-  return {t: jax.grad(loss)(params, t) for t in model.tasks}, params
+  grad = jax.jit(jax.grad(loss), static_argnums=1)  # eagerly: hundreds of ops, one by one
+  return {t: grad(params, t) for t in model.tasks}, params
 
 
 # ------------------------------------------------------------------------------- PCGrad
 
+# Jitted: eager, the unrolled T × T loop under vmap dispatches (and first compiles) each op
+# one by one, ~1 s per task count; one compilation per shape is ~0.3 s. The doctests of
+# optlab/strategies/multitask/surgery.py run both functions eagerly.
+_project = jax.jit(mt.pcgrad_project)
+_pcgrad = jax.jit(mt.pcgrad, static_argnames="reduction")
+
 
 def test_pcgrad_projects_conflicting_gradients_exactly(key):
   g = jnp.array([[1.0, 0.0], [-1.0, 1.0]])
-  projected = np.asarray(mt.pcgrad_project(g, key))
+  projected = np.asarray(_project(g, key))
   # g1 − (g1·g2/‖g2‖²) g2 = (1, 0) + ½(−1, 1); g2 − (g2·g1/‖g1‖²) g1 = (−1, 1) + (1, 0).
   np.testing.assert_allclose(projected, [[0.5, 0.5], [0.0, 1.0]], atol=1e-7)
   assert projected[0] @ np.asarray(g[1]) >= -1e-7 and projected[1] @ np.asarray(g[0]) >= -1e-7
-  np.testing.assert_allclose(mt.pcgrad(g, key), [0.5, 1.5], atol=1e-7)
-  np.testing.assert_allclose(mt.pcgrad(g, key, reduction="mean"), [0.25, 0.75], atol=1e-7)
+  np.testing.assert_allclose(_pcgrad(g, key), [0.5, 1.5], atol=1e-7)
+  np.testing.assert_allclose(_pcgrad(g, key, reduction="mean"), [0.25, 0.75], atol=1e-7)
 
 
 def test_pcgrad_leaves_agreeing_gradients_unchanged(key):
   g = jnp.array([[1.0, 2.0], [0.5, -0.1], [3.0, 0.0]])  # every pair has g_i·g_j > 0
-  np.testing.assert_array_equal(mt.pcgrad_project(g, key), g)
-  np.testing.assert_allclose(mt.pcgrad(g, key), g.sum(0), rtol=1e-6)
+  np.testing.assert_array_equal(_project(g, key), g)
+  np.testing.assert_allclose(_pcgrad(g, key), g.sum(0), rtol=1e-6)
 
 
 def test_pcgrad_on_pytrees_removes_conflicts_for_every_order(getkey):
   rng = np.random.default_rng(0)
-  project = jax.jit(mt.pcgrad_project)
+  project = _project
   for _ in range(2):
     tree = {"w": jnp.asarray(rng.normal(size=(4, 3, 2)), jnp.float32),
             "b": jnp.asarray(rng.normal(size=(4, 5)), jnp.float32)}
@@ -76,7 +83,7 @@ def test_pcgrad_on_pytrees_removes_conflicts_for_every_order(getkey):
         np.testing.assert_allclose(proj[i], flat[i], rtol=1e-6)
   two = {"w": jnp.asarray(rng.normal(size=(2, 7)), jnp.float32)}
   two["w"] = two["w"].at[1].set(-two["w"][0] + 0.3)
-  p = np.asarray(mt.pcgrad_project(two, getkey())["w"])
+  p = np.asarray(project(two, getkey())["w"])
   g = np.asarray(two["w"])
   assert p[0] @ g[1] >= -1e-5 and p[1] @ g[0] >= -1e-5
 
@@ -92,7 +99,7 @@ def test_pcgrad_follows_algorithm_1_with_three_tasks(key):
       if j != i and gi @ g[j] < 0:
         gi = gi - (gi @ g[j]) / (g[j] @ g[j]) * g[j]
     expected.append(gi)
-  np.testing.assert_allclose(mt.pcgrad_project(jnp.asarray(g), key), expected, atol=1e-6)
+  np.testing.assert_allclose(_project(jnp.asarray(g), key), expected, atol=1e-6)
 
 
 def test_pcgrad_rejects_bad_input(key):
@@ -133,7 +140,7 @@ def test_pcgrad_step_applies_the_projection_of_the_weighted_task_gradients(key):
                                 weighting=mt.fixed([0.5, 1.5]), surgery=mt.pcgrad, key=key)
   new_state, _ = jax.jit(step)(state, x, y)
   stacked = jax.tree.map(lambda ga, gb: jnp.stack([0.5 * ga, 1.5 * gb]), grads["a"], grads["b"])
-  combined = mt.pcgrad(stacked, jax.random.fold_in(key, 0))
+  combined = _pcgrad(stacked, jax.random.fold_in(key, 0))
   expected = jax.tree.map(lambda p, g: p - g, params, combined)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-6),
                new_state.params["model"], expected)
@@ -176,20 +183,22 @@ def test_uncertainty_weights_learn_toward_their_optimum():
 def test_gradnorm_weights_sum_to_the_task_count_and_favour_the_slower_task():
   w = mt.gradnorm(alpha=1.5, learning_rate=0.05)
   _, state = w.init(("fast", "slow"))
+  update = jax.jit(w.update)  # 20 updates: one compilation, not 20 × the eager ops
   grads = {"trunk": {"kernel": jnp.ones((2, 3, 3))}}  # equal gradient norms for both tasks
-  state = w.update(state, jnp.array([1.0, 1.0]), grads)  # records L(0)
+  state = update(state, jnp.array([1.0, 1.0]), grads)  # records L(0)
   np.testing.assert_allclose(state.initial_losses, [1.0, 1.0])
   for t in range(20):
     losses = jnp.array([0.9 ** (t + 1), 0.99 ** (t + 1)])  # "fast" trains faster
-    state = w.update(state, losses, grads)
+    state = update(state, losses, grads)
     assert float(jnp.sum(state.weights)) == pytest.approx(2.0, rel=1e-6)
   assert state.weights[1] > 1.2 and state.weights[0] < 0.8
   # α = 0 equalizes the gradient norms: the task with the larger gradient gets less weight.
   w0 = mt.gradnorm(alpha=0.0, learning_rate=0.05)
   _, state = w0.init(("a", "b"))
+  update = jax.jit(w0.update)
   big = {"trunk": jnp.stack([jnp.ones(4), 3 * jnp.ones(4)])}
   for _ in range(20):
-    state = w0.update(state, jnp.array([1.0, 1.0]), big)
+    state = update(state, jnp.array([1.0, 1.0]), big)
   assert state.weights[0] > state.weights[1]
   assert float(jnp.sum(state.weights)) == pytest.approx(2.0, rel=1e-6)
 
@@ -207,8 +216,9 @@ def test_gradnorm_in_the_step_uses_the_shared_layer():
   assert not np.allclose(ws.weights, 1.0) and int(ws.count) == 3
   bad = mt.gradnorm(shared_path=("trunk", "nope"))
   graphdef, _, state = mt.init_multitask_state(_model(), optax.sgd(0.1), bad)
-  with pytest.raises(ValueError, match=r"trunk/nope.*trunk/layers/0/kernel"):
-    mt.make_multitask_step(graphdef, optax.sgd(0.1), ("a", "b"), weighting=bad)(state, x, y)
+  with pytest.raises(ValueError, match=r"trunk/nope.*trunk/layers/0/kernel"):  # when traced
+    jax.eval_shape(mt.make_multitask_step(graphdef, optax.sgd(0.1), ("a", "b"), weighting=bad),
+                   state, x, y)
 
 
 # ------------------------------------------------------------------------------ fit, model

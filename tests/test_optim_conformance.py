@@ -7,6 +7,9 @@ hyperparameters are injected and `vmap`-ped over a batch of learning rates, and
 keep the tree structure of its state across an update.
 """
 
+import collections
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -107,12 +110,48 @@ def make_step(tx):
   return step
 
 
-def run(tx, steps, *, jit=True, params=None):
+# The test programs are tiny: XLA's backend optimizations cost more compile time than they
+# save at run time. The programs compiled for one test only (convergence, bfloat16 dtypes, vmap,
+# chaining) use this; the shared float32 steps (jit versus eager among them) use the defaults.
+_fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+
+# Each optimizer is built once per (name, inject) and its jitted step is compiled once per input
+# signature, shared by every test in this module (one compilation instead of one per test).
+# `_TRACES` counts the traces of each shared step per parameter dtype, so that a retrace, in
+# this test or an earlier one, is still caught by `test_second_step_does_not_recompile`.
+_TRACES: collections.Counter = collections.Counter()
+
+
+def optimizer(name, inject=False):
+  return _optimizer(name, bool(inject))  # one cache key however `inject` is passed
+
+
+def jitted_step(name, inject=False, *, fast=False):
+  return _jitted_step(name, bool(inject), bool(fast))
+
+
+@functools.cache
+def _optimizer(name, inject):
+  return optim.get(name, inject=inject, **hyperparams(name))
+
+
+@functools.cache
+def _jitted_step(name, inject, fast):
+  step = make_step(optimizer(name, inject))
+
+  def counted_step(params, state):
+    dtypes = tuple(sorted({str(leaf.dtype) for leaf in jax.tree.leaves(params)}))
+    _TRACES[name, inject, fast, dtypes] += 1  # runs only while tracing
+    return step(params, state)
+
+  return (_fast_jit if fast else jax.jit)(counted_step)
+
+
+def run(tx, steps, *, jit=True, params=None, step=None):
   params = initial_params() if params is None else params
   state = tx.init(params)
-  step = make_step(tx)
-  if jit:
-    step = jax.jit(step)
+  if step is None:
+    step = jax.jit(make_step(tx)) if jit else make_step(tx)
   for _ in range(steps):
     params, state = step(params, state)
   return params, state
@@ -137,16 +176,19 @@ def test_converges_on_a_quadratic(name):
   def body(carry, _):
     return make_step(tx)(*carry), None
 
-  params = initial_params()
-  (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), None, length=STEPS)
+  @_fast_jit
+  def train(params):
+    return jax.lax.scan(body, (params, tx.init(params)), None, length=STEPS)[0][0]
+
+  params = train(initial_params())
   assert float(loss(params)) < 1e-3 * initial_loss, name
 
 
 @pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
 def test_jit_and_eager_agree(name):
-  tx = optim.get(name, **hyperparams(name))
+  tx = optimizer(name)
   eager, _ = run(tx, 10, jit=False)
-  compiled, _ = run(tx, 10, jit=True)
+  compiled, _ = run(tx, 10, step=jitted_step(name))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), eager, compiled)
 
 
@@ -154,11 +196,11 @@ def test_jit_and_eager_agree(name):
 @pytest.mark.parametrize("inject", [False, True], ids=["plain", "injected"])
 @pytest.mark.parametrize("name", HEAVY_SLOW)
 def test_keeps_parameter_dtype(name, dtype, inject):
-  tx = optim.get(name, inject=inject, **hyperparams(name))
+  tx = optimizer(name, inject)
   params = initial_params(dtype)
   state = tx.init(params)
   initial_state_dtypes = jax.tree.map(lambda x: jnp.asarray(x).dtype, state)
-  step = jax.jit(make_step(tx))
+  step = jitted_step(name, inject, fast=dtype == jnp.bfloat16)  # float32: shared, default
   for _ in range(3):
     params, state = step(params, state)
   for leaf in jax.tree.leaves(params):
@@ -172,19 +214,13 @@ def test_keeps_parameter_dtype(name, dtype, inject):
 
 @pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
 def test_second_step_does_not_recompile(name):
-  tx = optim.get(name, **hyperparams(name))
-  traces = []
-
-  def step(params, state):
-    traces.append(1)  # runs only while tracing
-    return make_step(tx)(params, state)
-
-  step = jax.jit(step)
+  tx = optimizer(name)
+  step = jitted_step(name)  # shared: traces by earlier tests count too
   params = initial_params()
   state = tx.init(params)
   for _ in range(3):
     params, state = step(params, state)
-  assert len(traces) == 1
+  assert _TRACES[name, False, False, ("float32",)] == 1
 
 
 @pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
@@ -215,9 +251,9 @@ def test_vmap_over_injected_learning_rates(name):
     (params, _), _ = jax.lax.scan(body, (params, state), None, length=steps)
     return params
 
-  batched = jax.jit(jax.vmap(train))(rates)
-  alone = jax.jit(train)  # one run at a time: one compilation for the three rates
-  fixed, _ = run(optim.get(name, **base), steps)  # and the injected rate equals a fixed one
+  batched = _fast_jit(jax.vmap(train))(rates)
+  alone = _fast_jit(train)  # one run at a time: one compilation for the three rates
+  fixed, _ = run(optimizer(name), steps, step=jitted_step(name))  # = a fixed rate
   jax.tree.map(lambda a, f: np.testing.assert_allclose(a, f, rtol=2e-4, atol=1e-5),
                alone(rates[1]), fixed)
   for i, rate in enumerate(rates):
@@ -231,18 +267,18 @@ def test_vmap_over_injected_learning_rates(name):
 
 @pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
 def test_injected_hyperparameters_can_change_between_steps(name):
-  tx = optim.get(name, inject=True, **hyperparams(name))
+  tx = optimizer(name, inject=True)
   params = initial_params()
   state = tx.init(params)
   state.hyperparams["learning_rate"] = jnp.asarray(0.0, jnp.float32)
-  new_params, _ = jax.jit(make_step(tx))(params, state)
+  new_params, _ = jitted_step(name, inject=True)(params, state)
   jax.tree.map(np.testing.assert_array_equal, new_params, params)
 
 
 @pytest.mark.parametrize("name", OPTLAB_OPTIMIZERS)
 def test_composes_with_optax_chain(name):
   tx = optax.chain(optax.clip_by_global_norm(1.0), optim.get(name, **hyperparams(name)))
-  params, _ = run(tx, 5)
+  params, _ = run(tx, 5, step=_fast_jit(make_step(tx)))
   assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(params))
 
 
@@ -259,8 +295,8 @@ def test_mismatched_trees_raise_a_clear_error(name):
 @pytest.mark.parametrize("name", HEAVY_SLOW)
 def test_state_survives_a_checkpoint_round_trip(name, tmp_path):
   ocp = pytest.importorskip("orbax.checkpoint")
-  tx = optim.get(name, inject=True, **hyperparams(name))
-  step = jax.jit(make_step(tx))
+  tx = optimizer(name, inject=True)
+  step = jitted_step(name, inject=True)
   params = initial_params()
   state = tx.init(params)
   for _ in range(3):
