@@ -152,24 +152,28 @@ def small_mlp_epoch(repeats: int = 10, rounds: int = 5) -> dict[str, float]:
   return results
 
 
-def large_mlp_steps(steps: int = 50, repeats: int = 3) -> dict[str, float]:
-  """(b) MLP 784-512-512-10, batch 256: steps per second, optlab vs torch fused Adam."""
+def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[str, float]:
+  """(b) MLP 784-512-512-10, batch 256: steps per second, optlab vs torch fused Adam.
+
+  The runners take turns for `rounds` rounds of `repeats` runs of `steps` steps;
+  each keeps its best.
+  """
   rng = np.random.default_rng(0)
   batch = 256
   x = rng.normal(size=(batch * 8, 784)).astype(np.float32)
   y = rng.integers(0, 10, size=batch * 8).astype(np.int32)
   sizes = (784, 512, 512, 10)
-  seconds = best_time(_jax_epoch(sizes, x, y, batch, scan=False, steps=steps), repeats=repeats)
-  unchecked = best_time(_jax_epoch(sizes, x, y, batch, scan=False, steps=steps,
-                                   skip_nonfinite=False), repeats=repeats)
   # fit's default step checks every gradient for NaN/Inf (one more pass over the state).
-  results = {"optlab_steps_per_s": steps / seconds,
-             "optlab_unchecked_steps_per_s": steps / unchecked}
-  if _torch_available():
-    for fused in (True, False):
-      name = "torch_fused_steps_per_s" if fused else "torch_foreach_steps_per_s"
-      t = best_time(_torch_epoch(sizes, x, y, batch, fused=fused, steps=steps), repeats=repeats)
-      results[name] = steps / t
+  runners = {"optlab": _jax_epoch(sizes, x, y, batch, scan=False, steps=steps),
+             "optlab_unchecked": _jax_epoch(sizes, x, y, batch, scan=False, steps=steps,
+                                            skip_nonfinite=False)}
+  torch_available = _torch_available()
+  if torch_available:
+    runners["torch_fused"] = _torch_epoch(sizes, x, y, batch, fused=True, steps=steps)
+    runners["torch_foreach"] = _torch_epoch(sizes, x, y, batch, fused=False, steps=steps)
+  best = _interleaved_best(runners, rounds, repeats)
+  results = {f"{name}_steps_per_s": steps / seconds for name, seconds in best.items()}
+  if torch_available:
     results["ratio_unchecked_vs_torch_fused"] = (
         results["optlab_unchecked_steps_per_s"] / results["torch_fused_steps_per_s"])
     results["ratio_vs_torch_fused"] = (
