@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
+
+from optlab.benchmarks._child import run_child
 
 DEFAULT_SIZE = 100_000_000
 QUICK_SIZE = 25_000_000  # OPTLAB_BENCH_QUICK=1: fits a small machine's memory and time
@@ -207,20 +207,13 @@ def _child(size: int, repeats: int, fusion: bool) -> dict[str, float]:
   """The same measurements in a fresh process with XLA:CPU's multi-output fusion on or off."""
   from optlab import _xla_flags
 
-  env = dict(os.environ)
-  flags = env.get("XLA_FLAGS", "")
-  env["XLA_FLAGS"] = (_xla_flags.flags_with_multi_output_fusion(flags) if fusion else
-                      _xla_flags.flags_without_multi_output_fusion(flags))
-  env[_xla_flags.ENV_VAR] = "1" if fusion else "0"
-  env["JAX_PLATFORMS"] = "cpu"
-  root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-  completed = subprocess.run(
-      [sys.executable, "-m", "optlab.benchmarks.bandwidth", str(size), str(repeats)],
-      env=env, capture_output=True, text=True, check=False)
-  if completed.returncode:
-    raise RuntimeError(f"update_bandwidth: the child process failed:\n{completed.stderr[-2000:]}")
-  return json.loads(completed.stdout.strip().splitlines()[-1])
+  flags = os.environ.get("XLA_FLAGS", "")
+  return run_child("optlab.benchmarks.bandwidth", [str(size), str(repeats)],
+                   caller="update_bandwidth", env={
+                       "XLA_FLAGS": (_xla_flags.flags_with_multi_output_fusion(flags) if fusion
+                                     else _xla_flags.flags_without_multi_output_fusion(flags)),
+                       _xla_flags.ENV_VAR: "1" if fusion else "0",
+                       "JAX_PLATFORMS": "cpu"})
 
 
 def update_bandwidth(size: int | None = None, repeats: int = 7, *,

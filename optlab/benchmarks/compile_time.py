@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from optlab.benchmarks._child import run_child
 
 CASES = ("adam", "clip_adamw")
 
@@ -134,18 +135,11 @@ def _count_entries(directory: Path) -> int:
 
 
 def _child(cache_dir: Path | None, args: list[str]) -> tuple[dict[str, float], float]:
-  env = dict(os.environ)
-  env.pop("PYTEST_CURRENT_TEST", None)
-  env["OPTLAB_CACHE_DIR"] = str(cache_dir) if cache_dir is not None else "off"
-  root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
   start = time.perf_counter()
-  completed = subprocess.run([sys.executable, "-m", "optlab.benchmarks.compile_time", *args],
-                             env=env, capture_output=True, text=True, check=False)
-  wall = time.perf_counter() - start
-  if completed.returncode:
-    raise RuntimeError(f"compile_time: the child process failed:\n{completed.stderr[-2000:]}")
-  return json.loads(completed.stdout.strip().splitlines()[-1]), wall
+  result = run_child("optlab.benchmarks.compile_time", args, caller="compile_time",
+                     env={"OPTLAB_CACHE_DIR": str(cache_dir) if cache_dir is not None else "off"},
+                     drop=("PYTEST_CURRENT_TEST",))
+  return result, time.perf_counter() - start
 
 
 def compile_time(leaf_counts: tuple[int, ...] = (100, 1000), num_params: int = 1_000_000,

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
+
+from optlab.benchmarks._child import run_child
 
 
 def _run(depth: int, width: int, x: np.ndarray, y: np.ndarray, batch_size: int, epochs: int,
@@ -106,17 +106,9 @@ def fit_packed(depth: int = 250, width: int = 64, batch_size: int = 32, steps: i
     raise ValueError(f"fit_packed: paths must be some of ('scan', 'loop'), got {paths!r}")
   args = {"depth": depth, "width": width, "batch_size": batch_size, "steps": steps,
           "epochs": epochs, "paths": list(paths)}
-  env = dict(os.environ, OPTLAB_CACHE_DIR="off")
-  env.pop("PYTEST_CURRENT_TEST", None)
-  root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
   results: dict[str, float] = {"load_1min": os.getloadavg()[0]}
-  completed = subprocess.run([sys.executable, "-m", "optlab.benchmarks.fit_packed",
-                              json.dumps(args)], env=env, capture_output=True, text=True,
-                             check=False)
-  if completed.returncode:
-    raise RuntimeError(f"fit_packed: the child process failed:\n{completed.stderr[-2000:]}")
-  results |= json.loads(completed.stdout.strip().splitlines()[-1])
+  results |= run_child("optlab.benchmarks.fit_packed", [json.dumps(args)], caller="fit_packed",
+                       env={"OPTLAB_CACHE_DIR": "off"}, drop=("PYTEST_CURRENT_TEST",))
   results["load_1min_end"] = os.getloadavg()[0]
   for path in paths:
     results[f"ratio_{path}_compile_tree_over_packed"] = (

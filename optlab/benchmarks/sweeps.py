@@ -39,13 +39,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from optlab import models
+from optlab.benchmarks._child import run_child
 
 
 def _digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
@@ -112,20 +111,11 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
 
 def _all_cores_child(arguments: dict[str, int]) -> dict[str, float]:
   """The measurements again in a process with one CPU device per core, runs split over them."""
-  env = dict(os.environ)
-  flags = env.get("XLA_FLAGS", "")
+  flags = os.environ.get("XLA_FLAGS", "")
   count = f"--xla_force_host_platform_device_count={os.cpu_count()}"
-  env["XLA_FLAGS"] = f"{flags} {count}".strip()
-  env["JAX_PLATFORMS"] = "cpu"
-  root = str(Path(__file__).resolve().parents[2])  # where `optlab` is importable from
-  env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-  completed = subprocess.run(
-      [sys.executable, "-m", "optlab.benchmarks.sweeps", json.dumps(arguments)],
-      env=env, capture_output=True, text=True, check=False)
-  if completed.returncode:
-    raise RuntimeError("sweep_vectorized_vs_sequential: the child process failed:\n"
-                       f"{completed.stderr[-2000:]}")
-  return json.loads(completed.stdout.strip().splitlines()[-1])
+  return run_child("optlab.benchmarks.sweeps", [json.dumps(arguments)],
+                   caller="sweep_vectorized_vs_sequential",
+                   env={"XLA_FLAGS": f"{flags} {count}".strip(), "JAX_PLATFORMS": "cpu"})
 
 
 def sweep_vectorized_vs_sequential(
