@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
 import os
 import subprocess
 import sys
@@ -124,11 +125,46 @@ def _cmd_schedules(args: argparse.Namespace) -> int:
   return 0
 
 
+def _tree_digest(package: Path) -> str:
+  digest = hashlib.sha256()
+  for path in sorted(package.rglob("*.py")):
+    digest.update(str(path.relative_to(package)).encode())
+    digest.update(path.read_bytes())
+  return digest.hexdigest()
+
+
+def library_mismatch() -> str | None:
+  """Why the studies found would run another optlab than their checkout's, or None.
+
+  The studies of a checkout (``./experiments``) run with the optlab this process
+  imported (and so do their child processes). When that is another copy whose
+  sources differ (an editable install of another clone, an older installed
+  version), the results would mix two versions. ``OPTLAB_EXPERIMENTS`` skips the check.
+  """
+  if os.environ.get("OPTLAB_EXPERIMENTS"):
+    return None
+  checkout = experiments_dir().resolve().parent
+  theirs = checkout / "optlab"
+  ours = Path(__file__).resolve().parent
+  if not (theirs / "__init__.py").is_file() or theirs.resolve() == ours:
+    return None
+  if _tree_digest(theirs) == _tree_digest(ours):
+    return None
+  return (f"the studies in {experiments_dir()} belong to the checkout {checkout}, but this "
+          f"optlab is imported from {ours.parent}, whose sources differ; the runs would mix two "
+          f"versions. Install the checkout (python -m pip install -e {checkout}) or run from "
+          f"{ours.parent}")
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
   available = study_names()
   if not available:
     print(f"optlab: no studies found under {experiments_dir()}; run from the optlab checkout "
           "or set OPTLAB_EXPERIMENTS", file=sys.stderr)
+    return 2
+  mismatch = library_mismatch()
+  if mismatch:
+    print(f"optlab: {mismatch}", file=sys.stderr)
     return 2
   try:
     requested = check_studies(args.studies, available)

@@ -43,3 +43,39 @@ def test_jobs_must_be_positive(tmp_path, monkeypatch, capsys):
   _studies(tmp_path, monkeypatch, {"alpha": 0})
   assert cli.main(["reproduce", "--jobs", "0"]) == 2
   assert "--jobs must be ≥ 1, got 0" in capsys.readouterr().err
+
+
+def _checkout(root, init_text):
+  (root / "experiments" / "alpha").mkdir(parents=True)
+  (root / "experiments" / "alpha" / "run.py").write_text(RUNNER.format(name="alpha", status=0))
+  (root / "optlab").mkdir()
+  (root / "optlab" / "__init__.py").write_text(init_text)
+  return root
+
+
+def test_studies_of_another_checkout_are_refused(tmp_path, monkeypatch, capsys):
+  """Another clone's studies would run with this process's optlab: refused, with what to do."""
+  checkout = _checkout(tmp_path, "# another version\n")
+  monkeypatch.delenv("OPTLAB_EXPERIMENTS", raising=False)
+  monkeypatch.chdir(checkout)
+  assert cli.main(["reproduce", "--jobs", "2"]) == 2
+  err = capsys.readouterr().err
+  assert f"belong to the checkout {checkout}" in err
+  assert f"pip install -e {checkout}" in err
+
+
+def test_a_checkout_with_the_same_sources_is_accepted(tmp_path, monkeypatch):
+  import shutil
+  from pathlib import Path
+
+  import optlab
+
+  checkout = tmp_path / "copy"
+  (checkout / "experiments").mkdir(parents=True)
+  shutil.copytree(Path(optlab.__file__).parent, checkout / "optlab",
+                  ignore=shutil.ignore_patterns("__pycache__"))
+  monkeypatch.delenv("OPTLAB_EXPERIMENTS", raising=False)
+  monkeypatch.chdir(checkout)
+  assert cli.library_mismatch() is None
+  monkeypatch.chdir(Path(optlab.__file__).parents[1])  # this checkout itself
+  assert cli.library_mismatch() is None
