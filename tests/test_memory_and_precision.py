@@ -39,11 +39,15 @@ def assert_close(a, b, rtol=1e-5, atol=1e-6):
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=rtol, atol=atol), a, b)
 
 
-def test_accumulated_step_equals_one_full_batch_step(getkey):
+def test_accumulated_step_equals_one_full_batch_step():
+  # Fixed data, not the order-dependent `getkey` fixture: on Adam's first step a gradient entry
+  # near eps (1e-8, from cancelling sums) turns summation-order rounding into a visible update
+  # difference; about 1 in 40 random draws does that (seed 37 of 0-39), with optax's loss too.
   tx = optax.chain(optax.adam(1e-2), learning_rate_scale())
   graphdef, state = initial_state(mlp((8, 32, 32, 4)), tx)
-  x = jax.random.normal(getkey(), (64, 8))
-  y = jax.random.randint(getkey(), (64,), 0, 4)
+  x_key, y_key = jax.random.split(jax.random.key(0))
+  x = jax.random.normal(x_key, (64, 8))
+  y = jax.random.randint(y_key, (64,), 0, 4)
   full = jax.jit(steps_lib.make_train_step(graphdef, tx, steps_lib.cross_entropy, l2=1e-3))
   accumulated = jax.jit(steps_lib.make_train_step(graphdef, tx, steps_lib.cross_entropy,
                                                   l2=1e-3, accumulate_steps=4))
