@@ -58,6 +58,13 @@ def _digits() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
   return train, val
 
 
+def _max_accuracy_gap(a, b) -> float:
+  """Largest |Δ validation accuracy| between two sweeps' runs that both completed."""
+  both = (a.status == "completed") & (b.status == "completed")
+  gap = np.abs(a["val_accuracy"] - b["val_accuracy"])[both]
+  return float(gap.max()) if gap.size else 0.0
+
+
 def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
              batch_size: int, repeats: int, mesh: bool = False) -> dict[str, float]:
   from optlab.train import distributed
@@ -83,8 +90,6 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
   vectorized_s = min(r.train_seconds for r in vectorized)
   sequential_s = min(r.train_seconds for r in sequential)
   vectorized, sequential = vectorized[0], sequential[0]
-  both = (vectorized.status == "completed") & (sequential.status == "completed")
-  difference = np.abs(vectorized["val_accuracy"] - sequential["val_accuracy"])[both]
   results = {
       "runs": float(num_runs),
       "epochs": float(epochs),
@@ -94,14 +99,12 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
       "sequential_train_s": sequential_s,
       "sequential_ms_per_run_epoch": 1e3 * sequential_s / (num_runs * epochs),
       "vectorized_ms_per_run_epoch": 1e3 * vectorized_s / (num_runs * epochs),
-      "max_val_accuracy_difference": float(difference.max()) if difference.size else 0.0,
+      "max_val_accuracy_difference": _max_accuracy_gap(vectorized, sequential),
       "ratio_vectorized_speedup": sequential_s / vectorized_s,
   }
   if mesh:
     sharded_s = min(r.train_seconds for r in sharded)
-    both = (sharded[0].status == "completed") & (sequential.status == "completed")
-    gap = np.abs(sharded[0]["val_accuracy"] - sequential["val_accuracy"])[both]
-    results["sharded_max_val_accuracy_difference"] = float(gap.max()) if gap.size else 0.0
+    results["sharded_max_val_accuracy_difference"] = _max_accuracy_gap(sharded[0], sequential)
     results["devices"] = float(len(distributed.data_mesh().devices.flat))
     results["sharded_train_s"] = sharded_s
     results["sharded_ms_per_run_epoch"] = 1e3 * sharded_s / (num_runs * epochs)
