@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from optlab.benchmarks import _torch
 from optlab.benchmarks._timing import best_time
 
 
@@ -64,15 +65,16 @@ def _jax_step(tx, params, grads) -> tuple[Callable[[], None], dict]:
 
 
 def _torch_step(shapes, *, fused: bool) -> Callable[[], None] | None:
-  try:
-    import torch
-  except ImportError:
+  if not _torch.available():
     return None
-  params = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+  import torch
+
+  device = _torch.device()
+  params = [torch.nn.Parameter(torch.randn(s, device=device)) for s in shapes]
   for p in params:
     p.grad = torch.full_like(p, 1e-3)
   optimizer = torch.optim.Adam(params, lr=1e-3, fused=fused, foreach=not fused)
-  return optimizer.step
+  return _torch.synchronized(optimizer.step)
 
 
 def many_leaves(num_leaves: int = 1000, num_params: int = 1_000_000,

@@ -1,11 +1,12 @@
-"""Training throughput of optlab's engine against PyTorch eager on the same CPU.
+"""Training throughput of optlab's engine against PyTorch eager on the same processor.
 
 (a) dispatch-bound: MLP 64-128-10 on digits, batch 64, one whole epoch;
 (b) compute-bound: MLP 784-512-512-10, batch 256, steps per second;
 (c) the scanned epoch against a Python loop of the same jitted step.
 
 PyTorch is optional: ``pip install torch==2.13.0`` (the CPU build). Without it,
-(a) and (b) report optlab's numbers only.
+(a) and (b) report optlab's numbers only. When JAX runs on a GPU, PyTorch runs on
+CUDA (``optlab.benchmarks._torch``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import optax
 from flax import nnx
 
 from optlab import models
+from optlab.benchmarks import _torch
 from optlab.benchmarks._timing import best_time
 from optlab.train import TrainState, learning_rate_scale, split_model
 from optlab.train import steps as steps_lib
@@ -82,16 +84,17 @@ def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
 def _torch_epoch(sizes, x, y, batch_size, *, fused: bool, steps: int | None = None):
   import torch
 
+  device = _torch.device()
   torch.manual_seed(0)
   layers = []
   for a, b in itertools.pairwise(sizes):
     layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
-  model = torch.nn.Sequential(*layers[:-1])
+  model = torch.nn.Sequential(*layers[:-1]).to(device)
   optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused, foreach=not fused)
   loss_fn = torch.nn.CrossEntropyLoss()
-  xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
+  xt, yt = torch.from_numpy(x).to(device), torch.from_numpy(y).long().to(device)
   n = (x.shape[0] // batch_size) * batch_size
-  order = torch.randperm(x.shape[0])[:n].reshape(-1, batch_size)
+  order = torch.randperm(x.shape[0])[:n].reshape(-1, batch_size).to(device)
   if steps is not None:
     order = order.repeat((steps + len(order) - 1) // len(order), 1)[:steps]
   batches = [(xt[i], yt[i]) for i in order]
@@ -103,15 +106,7 @@ def _torch_epoch(sizes, x, y, batch_size, *, fused: bool, steps: int | None = No
       loss.backward()
       optimizer.step()
 
-  return run
-
-
-def _torch_available() -> bool:
-  try:
-    import torch  # noqa: F401
-  except ImportError:
-    return False
-  return True
+  return _torch.synchronized(run)
 
 
 def _interleaved_best(runners: dict[str, Any], rounds: int, repeats: int) -> dict[str, float]:
@@ -134,7 +129,7 @@ def small_mlp_epoch(repeats: int = 10, rounds: int = 5) -> dict[str, float]:
   sizes = (64, 128, 10)
   runners = {"optlab_scan_epoch_s": _jax_epoch(sizes, x, y, 64, scan=True),
              "optlab_packed_scan_epoch_s": _jax_epoch(sizes, x, y, 64, scan=True, packed=True)}
-  torch_available = _torch_available()
+  torch_available = _torch.available()
   if torch_available:
     import torch
 
@@ -167,7 +162,7 @@ def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[
   runners = {"optlab": _jax_epoch(sizes, x, y, batch, scan=False, steps=steps),
              "optlab_unchecked": _jax_epoch(sizes, x, y, batch, scan=False, steps=steps,
                                             skip_nonfinite=False)}
-  torch_available = _torch_available()
+  torch_available = _torch.available()
   if torch_available:
     runners["torch_fused"] = _torch_epoch(sizes, x, y, batch, fused=True, steps=steps)
     runners["torch_foreach"] = _torch_epoch(sizes, x, y, batch, fused=False, steps=steps)
