@@ -2,7 +2,14 @@
 
 Every tuner reads one search-space description (:class:`SearchSpace` of
 ``optlab.optim.space``), the same one the optimizer registry gives per optimizer.
+
+Search (:func:`search` and its results) stands on Optuna, an optional extra
+(``pip install 'optlab[search]'``): its names are imported on first use, so the
+sweeps, cross-validation and time-to-target work without it, and using search
+without it raises an ``ImportError`` that says what to install.
 """
+
+import importlib
 
 from optlab.optim.space import (
     Choice,
@@ -21,8 +28,6 @@ from optlab.tune.cv import (
     plot_validation_curve,
     select,
 )
-from optlab.tune.report import SearchResult, plot_search
-from optlab.tune.search import PRUNERS, STRATEGIES, PruningCallback, Trial, search
 from optlab.tune.sweep import SweepResult, sweep
 from optlab.tune.targets import (
     Profile,
@@ -67,3 +72,27 @@ __all__ = [
     "sweep",
     "time_to_target",
 ]
+
+_NEEDS_OPTUNA = {
+    "SearchResult": "optlab.tune.report",
+    "plot_search": "optlab.tune.report",
+    "PRUNERS": "optlab.tune.search",
+    "STRATEGIES": "optlab.tune.search",
+    "PruningCallback": "optlab.tune.search",
+    "Trial": "optlab.tune.search",
+    "search": "optlab.tune.search",
+}
+
+
+def __getattr__(name: str):
+  """Imports the search names (which need Optuna) on first use (PEP 562)."""
+  module = _NEEDS_OPTUNA.get(name)
+  if module is None:
+    raise AttributeError(f"module 'optlab.tune' has no attribute {name!r}")
+  value = getattr(importlib.import_module(module), name)
+  globals()[name] = value
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_NEEDS_OPTUNA))

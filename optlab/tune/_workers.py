@@ -19,7 +19,9 @@ import threading
 import time
 from typing import Any
 
-import optuna
+from optlab.tune import _optuna
+
+optuna = _optuna.require()
 
 WORKER = "optlab_worker"  # trial system attrs: who runs it, its last heartbeat
 HEARTBEAT = "optlab_heartbeat"

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import optuna
 
 from optlab.optim.space import Choice, LogUniform, SearchSpace
+from optlab.tune import _optuna
+
+optuna = _optuna.require()
 
 _TrialState = optuna.trial.TrialState
 _PRIMITIVE = (type(None), bool, int, float, str)

@@ -39,7 +39,6 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import optuna
 
 from optlab.optim.space import (
     Choice,
@@ -51,8 +50,10 @@ from optlab.optim.space import (
     Uniform,
 )
 from optlab.train.callbacks import Callback
-from optlab.tune import _workers
+from optlab.tune import _optuna, _workers
 from optlab.tune.report import SearchResult, _decode, _Encoding
+
+optuna = _optuna.require()
 
 STRATEGIES = ("grid", "random", "quasi_random", "tpe", "gp")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
