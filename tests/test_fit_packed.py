@@ -64,10 +64,10 @@ def test_packed_fit_equals_unpacked(name, scan):
   np.testing.assert_array_equal(np.concatenate([p.ravel() for p in jax.tree.leaves(
       flat.packing.unpack(flat.state.params))]), np.concatenate([p.ravel() for p in _params(
           flat)]))
-  if name == "sgd" and not single_pass_updates():
+  if name == "sgd" and not single_pass_updates() and jax.default_backend() == "cpu":
     assert _difference(tree, flat) == 0.0
     assert _logged(tree) == _logged(flat)
-  elif name == "sgd":  # XLA:CPU multi-output fusion on: LLVM contracts FMAs per loop shape
+  elif name == "sgd":  # XLA:CPU multi-output fusion, or a GPU: FMAs contracted per fusion shape
     assert _difference(tree, flat) < 1e-6
   else:  # XLA rewrites m̂/(√v̂+ε) differently for small leaves and one buffer: ~1 ulp
     assert _difference(tree, flat) < 1e-6
@@ -272,8 +272,11 @@ def test_data_parallel_packed_matches_one_device(tmp_path):
     assert int(four["devices"]) == 4  # the buffer replicated on all 4
     assert str(four["spec"]) == repr(jax.sharding.PartitionSpec())
     params = [four[f"param{i}"] for i in range(len(_params(one)))]
+  # The child computes on CPUs; on a GPU machine the reference here ran on the GPU, whose
+  # float32 matrix products use TF32 by default (measured on an H200: 6e-5 apart).
+  tolerance = 1e-5 if jax.default_backend() == "cpu" else 1e-3
   assert max(float(np.max(np.abs(a - b))) for a, b in zip(params, _params(one),
-                                                           strict=True)) < 1e-5
+                                                           strict=True)) < tolerance
 
 
 def test_fit_packed_benchmark_runs_small():

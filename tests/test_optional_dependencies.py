@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 # Every optional extra of pyproject.toml (figures, data, search, checkpoint, progress) and the
 # benchmarks' torch, blocked in a fresh interpreter (a None entry in sys.modules fails import).
 OPTIONAL = ("optuna", "matplotlib", "sklearn", "scipy", "orbax", "orbax.checkpoint", "tqdm",
@@ -54,6 +56,7 @@ else:
 
 
 def test_search_names_are_importable_from_optlab_tune_with_optuna():
+  pytest.importorskip("optuna")
   import optlab.tune
   from optlab.tune import PRUNERS, SearchResult, search
   from optlab.tune import search as search_module_function
