@@ -61,7 +61,9 @@ def test_search_names_are_importable_from_optlab_tune_with_optuna():
   from optlab.tune import PRUNERS, SearchResult, search
   from optlab.tune import search as search_module_function
 
-  assert search is search_module_function
+  assert search is search_module_function and callable(optlab.tune.search)
+  # The submodule of the same name is loaded, and the package attribute stays the function.
+  assert sys.modules["optlab.tune.search"].search is search
   assert "hyperband" in PRUNERS and SearchResult.__name__ == "SearchResult"
   assert {"search", "plot_search", "Trial"} <= set(dir(optlab.tune))
   assert set(optlab.tune.__all__) <= set(dir(optlab.tune))

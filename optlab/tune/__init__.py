@@ -4,12 +4,13 @@ Every tuner reads one search-space description (:class:`SearchSpace` of
 ``optlab.optim.space``), the same one the optimizer registry gives per optimizer.
 
 Search (:func:`search` and its results) stands on Optuna, an optional extra
-(``pip install 'optlab[search]'``): its names are imported on first use, so the
-sweeps, cross-validation and time-to-target work without it, and using search
-without it raises an ``ImportError`` that says what to install.
+(``pip install 'optlab[search]'``): without it the sweeps, cross-validation and
+time-to-target still work, and using search raises an ``ImportError`` that says
+what to install.
 """
 
 import importlib
+import importlib.util
 
 from optlab.optim.space import (
     Choice,
@@ -83,16 +84,19 @@ _NEEDS_OPTUNA = {
     "search": "optlab.tune.search",
 }
 
+if importlib.util.find_spec("optuna") is not None:
+  # Imported here, not on first use: the function `search` must shadow the submodule of the
+  # same name, which the import system sets on this package whenever the submodule loads.
+  from optlab.tune.report import SearchResult, plot_search
+  from optlab.tune.search import PRUNERS, STRATEGIES, PruningCallback, Trial, search
+else:
 
-def __getattr__(name: str):
-  """Imports the search names (which need Optuna) on first use (PEP 562)."""
-  module = _NEEDS_OPTUNA.get(name)
-  if module is None:
-    raise AttributeError(f"module 'optlab.tune' has no attribute {name!r}")
-  value = getattr(importlib.import_module(module), name)
-  globals()[name] = value
-  return value
+  def __getattr__(name: str):
+    """Without Optuna, the search names raise an ImportError that says what to install."""
+    module = _NEEDS_OPTUNA.get(name)
+    if module is None:
+      raise AttributeError(f"module 'optlab.tune' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)  # raises the ImportError
 
-
-def __dir__() -> list[str]:
-  return sorted(set(globals()) | set(_NEEDS_OPTUNA))
+  def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_NEEDS_OPTUNA))
