@@ -96,3 +96,23 @@ def test_under_vmap_each_run_skips_on_its_own_flag():
                  alone)
   np.testing.assert_array_equal(batched.skipped, [0, 1, 0])
   np.testing.assert_array_equal(batched.step, [1, 1, 1])
+
+
+def test_skip_is_a_loop_at_the_top_level_on_cpu_and_a_branch_inside_a_scanned_epoch():
+  from optlab.train.steps import loop_body
+
+  tx = optax.sgd(0.1)
+  params = {"w": jnp.ones(3)}
+  state = _state(params, tx)
+
+  def step(state):
+    return apply_gradients(tx, state, {"w": jnp.ones(3)}, state.model_state,
+                           finite=jnp.asarray(True))
+
+  def in_body(state):
+    with loop_body():
+      return step(state)
+
+  top, inside = str(jax.make_jaxpr(step)(state)), str(jax.make_jaxpr(in_body)(state))
+  expected_top = "while[" if jax.default_backend() == "cpu" else "cond["
+  assert expected_top in top and "cond[" in inside and "while[" not in inside

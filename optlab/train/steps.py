@@ -7,8 +7,10 @@ array state; each step merges them inside a pure function, so ``jax.jit``,
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -93,6 +95,34 @@ def _sum_dtype(x: jax.Array) -> Any:
 
 
 
+# Set while a compiled loop's body (the scanned epoch's step) is traced: see apply_gradients.
+_IN_LOOP_BODY: contextvars.ContextVar[bool] = contextvars.ContextVar("optlab_in_loop_body",
+                                                                      default=False)
+
+
+@contextlib.contextmanager
+def loop_body() -> Iterator[None]:
+  """Marks the steps traced inside it as the body of a compiled loop (``lax.scan``)."""
+  token = _IN_LOOP_BODY.set(True)
+  try:
+    yield
+  finally:
+    _IN_LOOP_BODY.reset(token)
+
+
+def _skip_branch_as_loop() -> bool:
+  """Whether a step's skip is a 0-or-1-trip ``while_loop`` rather than ``lax.cond``.
+
+  Only at the top level of a CPU program: there XLA:CPU ran the conditional's
+  branch on more threads than the machine has cores (10-15% of a jitted MLP
+  784-512-512-10 step on 2 cores), and the loop does not. Inside a loop body
+  (the scanned epoch) the conditional is the cheaper of the two (2-5% of a small
+  MLP's epoch), and on accelerators it reads its predicate once, where a loop
+  reads its condition twice.
+  """
+  return jax.default_backend() == "cpu" and not _IN_LOOP_BODY.get()
+
+
 def apply_gradients(
     tx: optax.GradientTransformation,
     state: TrainState,
@@ -107,15 +137,12 @@ def apply_gradients(
   Every train step of optlab (plain, adversarial, multi-task) ends here. With
   `finite` (a traced boolean: were the loss and gradients finite?), a non-finite
   step instead leaves parameters, model state and optimizer state untouched and
-  increments ``state.skipped``. The update runs only when the step is finite: it
-  is the body of a ``lax.while_loop`` whose condition is `finite` and which the
-  body turns off, so it runs once or not at all. (Not a select over every buffer,
-  which reads and writes the state again. Not ``lax.cond`` either: XLA:CPU runs a
-  top-level conditional's branch on more threads than it has cores, measured to
-  cost 10-15% of a jitted MLP 784-512-512-10 step on 2 cores, against ~1.5% for
-  the loop; inside a scanned epoch both are free.) With `return_updates`,
-  returns ``(state, updates)``: the updates ``Δθ`` applied (zeros for a skipped
-  step).
+  increments ``state.skipped``. The update runs only when the step is finite: a
+  branch (``lax.cond``), or at the top level of a CPU program the body of a
+  ``lax.while_loop`` that runs once or not at all (see ``_skip_branch_as_loop``:
+  measured, not a matter of taste). Not a select over every buffer, which reads
+  and writes the state again. With `return_updates`, returns ``(state,
+  updates)``: the updates ``Δθ`` applied (zeros for a skipped step).
   """
 
   def apply(state: TrainState, grads: Any, model_state: Any) -> tuple[TrainState, Any]:
@@ -143,8 +170,12 @@ def apply_gradients(
     return new, applied, jnp.zeros([], jnp.bool_)
 
   finite = jnp.asarray(finite, jnp.bool_)
-  new_state, updates, _ = jax.lax.while_loop(lambda carry: carry[2], apply_once,
-                                             (state, updates, finite))
+  if _skip_branch_as_loop():
+    new_state, updates, _ = jax.lax.while_loop(lambda carry: carry[2], apply_once,
+                                               (state, updates, finite))
+  else:
+    new_state, updates, _ = jax.lax.cond(finite, apply_once, lambda carry: carry,
+                                         (state, updates, finite))
   new_state = new_state._replace(
       step=state.step + 1,
       skipped=state.skipped + jnp.logical_not(finite).astype(state.skipped.dtype))
@@ -512,7 +543,8 @@ def make_scan_epoch(
       yb = constrain(jnp.take(y, batch_indices, axis=0))
       if augment is not None:
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
-      return train_step(state, xb, yb)
+      with loop_body():
+        return train_step(state, xb, yb)
 
     if not update_stats:
       return jax.lax.scan(body, state, indices)
