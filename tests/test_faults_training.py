@@ -342,6 +342,29 @@ def test_leftover_temporary_and_trash_folders_are_removed(tmp_path):
   assert _step_dirs(tmp_path / "last") == ["2", "3"]
 
 
+
+def test_a_checkpoint_written_on_another_device_restores_here(tmp_path):
+  """A checkpoint names the device that wrote it (a CPU run's says ``cpu:0``, which a GPU
+  process does not have; seen on an H200): restored without a template, its arrays come to
+  this process's first device instead of failing with orbax's topology error."""
+  state = {"w": jnp.arange(6.0).reshape(2, 3), "k": jax.random.key(3),
+           "n": {"b": jnp.ones(2, jnp.int32)}}
+  checkpointer = Checkpointer(tmp_path, keep=2)
+  checkpointer.save(1, checkpoint.to_storable(state), {"epoch": 1}, {})
+  checkpointer.close()
+  shardings = tmp_path / "last" / "1" / "state" / "_sharding"
+  text = shardings.read_text()
+  assert "cpu:0" in text
+  shardings.write_text(text.replace("cpu:0", "cuda:0"))  # as if a GPU machine had written it
+  reopened = Checkpointer(tmp_path, keep=2)
+  stored, record = reopened.restore(None)
+  assert record == {"epoch": 1}
+  assert all(leaf.devices() == {jax.local_devices()[0]} for leaf in jax.tree.leaves(stored))
+  assert_trees_equal(stored, checkpoint.to_storable(state))
+  restored, _ = reopened.restore(state)  # with a template: its shardings
+  assert_trees_equal(checkpoint.to_storable(restored), checkpoint.to_storable(state))
+  reopened.close()
+
 # --------------------------------------------------------------------------- resume bookkeeping
 
 FIT = dict(validation=VAL, epochs=5, batch_size=30, seed=1, progress=False)

@@ -171,8 +171,11 @@ class Checkpointer:
 
     Args:
       template: a tree like the one saved (its structure, shapes and dtypes, and
-        which leaves are PRNG keys); None restores the tree as stored (NumPy arrays,
-        PRNG keys as raw key data), e.g. to inspect a checkpoint.
+        which leaves are PRNG keys; the restored arrays take its leaves' shardings);
+        None restores the tree as stored (arrays on the devices that wrote them, or
+        on this process's first local device where those are not here, as when a
+        CPU run's checkpoint is read on a GPU machine; PRNG keys as raw key data),
+        e.g. to inspect a checkpoint.
       epoch: which checkpoint (default: the latest, or the best with `best`).
       best: from the best checkpoints (needs a `monitor`).
     """
@@ -184,13 +187,12 @@ class Checkpointer:
       epoch = manager.best_step() if best else manager.latest_step()
     if epoch is None:
       raise FileNotFoundError(f"no checkpoint under {self.directory}")
-    item = None if template is None else to_storable(template)
+    if template is None:
+      state_args = _restore_as_stored(ocp)
+    else:
+      state_args = ocp.args.StandardRestore(to_storable(template))
     restored = manager.restore(
-        epoch,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(item), record=ocp.args.JsonRestore()
-        ),
-    )
+        epoch, args=ocp.args.Composite(state=state_args, record=ocp.args.JsonRestore()))
     if template is None:
       return restored.state, restored.record
     return from_storable(restored.state, template), restored.record
@@ -199,6 +201,21 @@ class Checkpointer:
     self._last.close()
     if self._best is not None:
       self._best.close()
+
+
+def _restore_as_stored(ocp: Any) -> Any:
+  """Restore arguments for the tree as stored, on this process's devices.
+
+  Without a target, orbax places each array on the device the checkpoint names
+  (``cpu:0`` when a CPU process wrote it), which a GPU process does not have; the
+  fallback puts such arrays on this process's first local device, so a checkpoint
+  restores on whatever machine reads it.
+  """
+  here = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  try:
+    return ocp.args.StandardRestore(None, fallback_sharding=here)
+  except TypeError:  # an orbax-checkpoint without the fallback (before 0.11.x): as stored
+    return ocp.args.StandardRestore(None)
 
 
 def storage_bytes(tree: Any) -> int:
