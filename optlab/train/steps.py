@@ -398,7 +398,6 @@ def make_train_step(
   as_tree = (lambda t: t) if packing is None else packing.unpack
 
   def objective(params, model_state, x, y):
-    params = as_tree(params)
     # copy=True: the merged model mutates its state (dropout RNG counts, batch
     # statistics) inside jax.grad, which Flax allows only on fresh Variables.
     compute_params = params if compute_dtype is None else cast_floating(params, compute_dtype)
@@ -415,7 +414,17 @@ def make_train_step(
       new_model_state = _like(new_model_state, model_state)
     return loss, new_model_state
 
-  grad_fn = jax.value_and_grad(objective, has_aux=True)
+  tree_grad_fn = jax.value_and_grad(objective, has_aux=True)
+
+  def grad_fn(params, model_state, x, y):
+    """``((loss, model_state), grads)``, the gradients in the layout of `params`."""
+    if packing is None:
+      return tree_grad_fn(params, model_state, x, y)
+    aux, grads = tree_grad_fn(packing.unpack(params), model_state, x, y)
+    # Packed from materialized gradients: taken through the unpacking instead, the
+    # gradient's concatenation had the bias gradients' reductions fused into it, and
+    # XLA:CPU spent 42 ms of a 5 ms MLP 784-512-512-10 step in that one loop.
+    return aux, packing.pack(jax.lax.optimization_barrier(grads))
 
   def accumulated(params, model_state, x, y):
     """``grad_fn`` over k micro-batches: the mean loss and gradient, in one ``lax.scan``."""
