@@ -1,6 +1,7 @@
 """Test configuration: strict JAX and fresh PRNG keys (as in equinox and optimistix)."""
 
 import itertools
+import zlib
 
 import jax
 import pytest
@@ -15,16 +16,19 @@ if jax.default_backend() == "gpu":
   # 7e-3 on an H200 with 8 test workers sharing it. Full float32 products for the tests.
   jax.config.update("jax_default_matmul_precision", "highest")
 
-_counter = itertools.count()
-
-
 @pytest.fixture
-def getkey():
-  """Returns a function that hands out a new, deterministic PRNG key at each call."""
-  base = jax.random.key(0)
+def getkey(request):
+  """Returns a function that hands out a new, deterministic PRNG key at each call.
+
+  The keys depend on the test alone (seeded by its node id), not on which tests ran
+  before it in the same worker: a test sees the same data in every run, whatever
+  order pytest-xdist gives it.
+  """
+  base = jax.random.key(zlib.crc32(request.node.nodeid.encode()))
+  counter = itertools.count()
 
   def _getkey():
-    return jax.random.fold_in(base, next(_counter))
+    return jax.random.fold_in(base, next(counter))
 
   return _getkey
 
