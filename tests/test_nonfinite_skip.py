@@ -116,3 +116,23 @@ def test_skip_is_a_loop_at_the_top_level_on_cpu_and_a_branch_inside_a_scanned_ep
   top, inside = str(jax.make_jaxpr(step)(state)), str(jax.make_jaxpr(in_body)(state))
   expected_top = "while[" if jax.default_backend() == "cpu" else "cond["
   assert expected_top in top and "cond[" in inside and "while[" not in inside
+
+
+def test_a_step_with_the_skip_stays_differentiable_forward_and_reverse():
+  """Hypergradients through a train step: the loop form carries the branch's derivatives."""
+  tx = optax.sgd(0.1, momentum=0.9)
+
+  def loss_after_step(scale, finite=True):
+    params = {"w": jnp.arange(3.0)}
+    state = _state(params, tx)
+    grads = {"w": scale * jnp.arange(1.0, 4.0)}
+    new = apply_gradients(tx, state, grads, state.model_state, finite=jnp.asarray(finite))
+    return jnp.sum(new.params["w"] ** 2)
+
+  # d/ds Σ (w − 0.1·s·g)² = Σ −0.2·g·(w − 0.1·s·g), at s = 0.5.
+  w, g = np.arange(3.0), np.arange(1.0, 4.0)
+  expected = float(np.sum(-0.2 * g * (w - 0.05 * g)))
+  for derivative in (jax.grad(loss_after_step), jax.jit(jax.grad(loss_after_step)),
+                     lambda s: jax.jvp(loss_after_step, (s,), (1.0,))[1]):
+    np.testing.assert_allclose(derivative(0.5), expected, rtol=1e-6)
+  assert float(jax.grad(lambda s: loss_after_step(s, finite=False))(0.5)) == 0.0

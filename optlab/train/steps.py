@@ -140,9 +140,11 @@ def apply_gradients(
   increments ``state.skipped``. The update runs only when the step is finite: a
   branch (``lax.cond``), or at the top level of a CPU program the body of a
   ``lax.while_loop`` that runs once or not at all (see ``_skip_branch_as_loop``:
-  measured, not a matter of taste). Not a select over every buffer, which reads
-  and writes the state again. With `return_updates`, returns ``(state,
-  updates)``: the updates ``Δθ`` applied (zeros for a skipped step).
+  measured, not a matter of taste), whose derivatives are the branch's
+  (``jax.custom_jvp``), so the step differentiates forward and in reverse either
+  way. Not a select over every buffer, which reads and writes the state again.
+  With `return_updates`, returns ``(state, updates)``: the updates ``Δθ`` applied
+  (zeros for a skipped step).
   """
 
   def apply(state: TrainState, grads: Any, model_state: Any) -> tuple[TrainState, Any]:
@@ -164,18 +166,27 @@ def apply_gradients(
     shapes = jax.eval_shape(tx.update, grads, state.opt_state, state.params)[0]
     updates = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-  def apply_once(carry: tuple[TrainState, Any, jax.Array]) -> tuple[TrainState, Any, jax.Array]:
-    current, _, _ = carry
-    new, applied = apply(current, grads, model_state)
-    return new, applied, jnp.zeros([], jnp.bool_)
+  def branch(state, updates, finite, grads, model_state):
+    return jax.lax.cond(finite, lambda s, u, g, m: apply(s, g, m),
+                        lambda s, u, g, m: (s, u), state, updates, grads, model_state)
 
-  finite = jnp.asarray(finite, jnp.bool_)
-  if _skip_branch_as_loop():
-    new_state, updates, _ = jax.lax.while_loop(lambda carry: carry[2], apply_once,
-                                               (state, updates, finite))
-  else:
-    new_state, updates, _ = jax.lax.cond(finite, apply_once, lambda carry: carry,
+  def loop(state, updates, finite, grads, model_state):
+    def apply_once(carry):
+      new, applied = apply(carry[0], grads, model_state)
+      return new, applied, jnp.zeros([], jnp.bool_)
+
+    new, applied, _ = jax.lax.while_loop(lambda carry: carry[2], apply_once,
                                          (state, updates, finite))
+    return new, applied
+
+  skip_step = branch
+  if _skip_branch_as_loop():
+    # The loop's derivatives are the branch's: a while_loop cannot be differentiated in
+    # reverse mode, and a step must stay differentiable (hypergradients, unrolled training).
+    skip_step = jax.custom_jvp(loop)
+    skip_step.defjvp(lambda primals, tangents: jax.jvp(branch, primals, tangents))
+  finite = jnp.asarray(finite, jnp.bool_)
+  new_state, updates = skip_step(state, updates, finite, grads, model_state)
   new_state = new_state._replace(
       step=state.step + 1,
       skipped=state.skipped + jnp.logical_not(finite).astype(state.skipped.dtype))
