@@ -94,7 +94,6 @@ def _sum_dtype(x: jax.Array) -> Any:
   return jnp.float32
 
 
-
 # Set while a compiled loop's body (the scanned epoch's step) is traced: see apply_gradients.
 _IN_LOOP_BODY: contextvars.ContextVar[bool] = contextvars.ContextVar("optlab_in_loop_body",
                                                                       default=False)
