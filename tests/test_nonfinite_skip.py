@@ -37,6 +37,23 @@ def test_all_finite_in_a_large_leaf_eager_and_compiled():
   assert bool(_check([x])) and bool(all_finite([jnp.asarray(x)]))
 
 
+@pytest.mark.parametrize("sizes", [(8192, 128, 1280, 10), (40_000, 30_000, 512, 10)])
+def test_all_finite_in_every_leaf_of_small_and_large_trees(sizes):
+  # The first tree is checked as one concatenation, the second (over 65,536
+  # elements) leaf by leaf: both find a bad value in any leaf, at either end.
+  rng = np.random.default_rng(len(sizes))
+  leaves = [rng.normal(size=n).astype(np.float32) for n in sizes]
+  leaves[1] = leaves[1].astype(jnp.bfloat16)
+  assert bool(_check(leaves))
+  for which, leaf in enumerate(leaves):
+    for position in (0, leaf.size - 1):
+      for bad in (np.nan, np.inf, -np.inf):
+        broken = list(leaves)
+        broken[which] = leaf.copy()
+        broken[which][position] = bad
+        assert not bool(_check(broken)), (which, position, bad)
+
+
 def test_all_finite_never_overflows_on_large_finite_values():
   big = jnp.full((10_000,), jnp.finfo(jnp.float32).max)
   assert bool(_check({"a": big, "b": -big, "c": big}))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import difflib
+import functools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -68,6 +69,10 @@ def l2_penalty(params: Any) -> jax.Array:
   return 0.5 * sum(jnp.sum(jnp.square(p.astype(jnp.float32))) for p in jax.tree.leaves(params))
 
 
+# A tree of at most this many elements is checked as one concatenation (see all_finite).
+_ONE_PASS_ELEMENTS = 1 << 16
+
+
 def all_finite(tree: Any) -> jax.Array:
   """Whether every element of every leaf of `tree` is finite (no NaN, no ±inf).
 
@@ -77,10 +82,24 @@ def all_finite(tree: Any) -> jax.Array:
   vectorized pass; ``all(isfinite(x))`` reduces booleans, which XLA:CPU does
   element by element (measured on the MLP 784-512-512-10 scanned step: 4.3% of
   the step for the boolean form, 0.9% for this one).
+
+  A small tree (at most 65,536 elements) is summed as one concatenation: XLA:CPU
+  splits every sum into two reductions, and for small leaves the per-operation
+  cost is what counts (the leaf-by-leaf check of the MLP 64-128-10 was 8-10% of
+  its scanned epoch, the concatenated one 3-5%). Larger trees are summed leaf by
+  leaf (concatenating the bias gradients of the MLP 784-512-512-10 cost 1-2% of
+  its step). The gradients are materialized before the concatenation
+  (``optimization_barrier``), so XLA does not fuse their own reductions into it.
   """
   leaves = jax.tree.leaves(tree)
   if not leaves:
     return jnp.asarray(True)
+  floating = all(jnp.issubdtype(x.dtype, jnp.floating) for x in leaves)
+  if floating and len(leaves) > 1 and sum(x.size for x in leaves) <= _ONE_PASS_ELEMENTS:
+    dtype = functools.reduce(jnp.promote_types, (_sum_dtype(x) for x in leaves))
+    flat = jnp.concatenate([x.ravel().astype(dtype)
+                            for x in jax.lax.optimization_barrier(leaves)])
+    return jnp.isfinite(jnp.sum(flat * jnp.zeros((), dtype)))
   total = sum(jnp.sum(x * jnp.zeros((), x.dtype), dtype=_sum_dtype(x)) for x in leaves)
   return jnp.isfinite(total)
 
