@@ -67,7 +67,8 @@ def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
       holder["state"], losses = epoch(holder["state"], x, y, key)
       losses.block_until_ready()
   else:
-    jitted = jax.jit(step, donate_argnums=(0,))
+    flat = steps_lib.FlatStateStep(step, state)  # as fit's Python loop calls its step
+    holder["state"] = flat.flatten(state)
     indices = np.asarray(steps_lib.epoch_batch_indices(key, x.shape[0], batch_size))
     if steps is not None:
       indices = np.resize(indices, (steps, batch_size))
@@ -75,8 +76,51 @@ def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
 
     def run():
       for xb, yb in batches:
-        holder["state"], loss = jitted(holder["state"], xb, yb)
+        holder["state"], loss = flat(holder["state"], xb, yb)
       loss.block_until_ready()
+
+  return run
+
+
+def _plain_jax_steps(sizes, x, y, batch_size, *, steps: int):
+  """The same steps in plain JAX + optax: the yardstick for "the engine adds no overhead".
+
+  A pure MLP function (ReLU, He-initialized), ``jax.value_and_grad``,
+  ``optax.adam(1e-3)`` and ``optax.apply_updates`` in one jitted step with donated
+  buffers: no train state, no non-finite check, no learning-rate scale, no Flax.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  rng = np.random.default_rng(0)
+  params = [(jnp.asarray(rng.normal(size=(a, b)) * np.sqrt(2 / a), jnp.float32),
+             jnp.zeros(b, jnp.float32)) for a, b in itertools.pairwise(sizes)]
+  tx = optax.adam(1e-3)
+
+  def loss_fn(params, xb, yb):
+    h = xb
+    for w, b in params[:-1]:
+      h = jax.nn.relu(h @ w + b)
+    w, b = params[-1]
+    return optax.softmax_cross_entropy_with_integer_labels(h @ w + b, yb).mean()
+
+  def step(params, opt_state, xb, yb):
+    loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  jitted = jax.jit(step, donate_argnums=(0, 1))
+  x, y = jax.device_put(x), jax.device_put(y)
+  indices = np.resize(np.asarray(steps_lib.epoch_batch_indices(jax.random.key(0), x.shape[0],
+                                                                batch_size)), (steps, batch_size))
+  batches = [(x[i], y[i]) for i in indices]
+  holder = {"params": params, "opt_state": tx.init(params)}
+
+  def run():
+    for xb, yb in batches:
+      holder["params"], holder["opt_state"], loss = jitted(holder["params"],
+                                                           holder["opt_state"], xb, yb)
+    loss.block_until_ready()
 
   return run
 
@@ -152,7 +196,9 @@ def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[
 
   optlab's rows: a Python loop of the jitted step (fit's path for data that does
   not fit on the device), with and without the non-finite skip, and the scanned
-  epoch over the 8 batches of the data (fit's path when the data fits). The
+  epoch over the 8 batches of the data (fit's path when the data fits). A plain
+  JAX + optax step (``_plain_jax_steps``) measures what the engine adds: the
+  ``engine_*_vs_plain_jax`` ratios (1.0 = no overhead). The
   runners take turns for `rounds` rounds of `repeats` runs of `steps` steps (the
   scanned epoch: of ``ceil(steps / 8)`` epochs); each keeps its best.
   """
@@ -172,7 +218,8 @@ def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[
   runners = {"optlab": (_jax_epoch(sizes, x, y, batch, scan=False, steps=steps), steps),
              "optlab_unchecked": (_jax_epoch(sizes, x, y, batch, scan=False, steps=steps,
                                              skip_nonfinite=False), steps),
-             "optlab_scan": (scanned, epochs * batches)}
+             "optlab_scan": (scanned, epochs * batches),
+             "plain_jax_optax": (_plain_jax_steps(sizes, x, y, batch, steps=steps), steps)}
   torch_available = _torch.available()
   if torch_available:
     runners["torch_fused"] = (_torch_epoch(sizes, x, y, batch, fused=True, steps=steps), steps)
@@ -180,8 +227,12 @@ def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[
                                 steps)
   best = _interleaved_best({name: run for name, (run, _) in runners.items()}, rounds, repeats)
   results = {f"{name}_steps_per_s": runners[name][1] / seconds for name, seconds in best.items()}
+  plain = results["plain_jax_optax_steps_per_s"]
+  results["engine_vs_plain_jax"] = results["optlab_steps_per_s"] / plain
+  results["engine_scan_vs_plain_jax"] = results["optlab_scan_steps_per_s"] / plain
   if torch_available:
     fused = results["torch_fused_steps_per_s"]
+    results["ratio_plain_jax_vs_torch_fused"] = plain / fused
     results["ratio_unchecked_vs_torch_fused"] = results["optlab_unchecked_steps_per_s"] / fused
     results["ratio_scan_vs_torch_fused"] = results["optlab_scan_steps_per_s"] / fused
     results["ratio_vs_torch_fused"] = results["optlab_steps_per_s"] / fused

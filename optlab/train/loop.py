@@ -372,7 +372,8 @@ def fit(
     epoch_fn = epoch_fn.lower(state, x_train, y_train, base_key).compile()
     compile_seconds += time.perf_counter() - start
   else:
-    step_fn = jax.jit(train_step, donate_argnums=(0,), **placed)
+    # The state passes as the flat list of its arrays (steps_lib.FlatStateStep).
+    step_fn = steps_lib.FlatStateStep(train_step, state, out_shardings=placed.get("out_shardings"))
     accumulate = jax.jit(steps_lib.accumulate_statistics)
 
   def run_epoch(state, epoch_key):
@@ -385,17 +386,18 @@ def fit(
     losses = []
     totals = (steps_lib.zero_statistics(steps_lib.update_statistic_names(
         packer.structure(state.params))) if update_stats else None)
+    leaves = step_fn.flatten(state)
     for batch in indices:
       xb, yb = to_batch(x_train[batch]), to_batch(y_train[batch])
       if augment is not None:
-        xb = augment(jax.random.fold_in(augment_key, state.step), xb)
-      state, batch_loss = step_fn(state, xb, yb)
+        xb = augment(jax.random.fold_in(augment_key, step_fn.step_count(leaves)), xb)
+      leaves, batch_loss = step_fn(leaves, xb, yb)
       if update_stats:
         batch_loss, stats = batch_loss
         totals = accumulate(totals, stats)
       losses.append(batch_loss)
     stats = steps_lib.mean_statistics(totals) if update_stats else None
-    return state, jnp.stack(losses), stats
+    return step_fn.unflatten(leaves), jnp.stack(losses), stats
 
   if history_path is not None and start_epoch > 0:
     # Records of epochs ≥ start_epoch written before the kill are superseded (read_history).

@@ -7,11 +7,9 @@ array state; each step merges them inside a pure function, so ``jax.jit``,
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import difflib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import jax
@@ -113,34 +111,6 @@ def _sum_dtype(x: jax.Array) -> Any:
   return jnp.float32
 
 
-# Set while a compiled loop's body (the scanned epoch's step) is traced: see apply_gradients.
-_IN_LOOP_BODY: contextvars.ContextVar[bool] = contextvars.ContextVar("optlab_in_loop_body",
-                                                                      default=False)
-
-
-@contextlib.contextmanager
-def loop_body() -> Iterator[None]:
-  """Marks the steps traced inside it as the body of a compiled loop (``lax.scan``)."""
-  token = _IN_LOOP_BODY.set(True)
-  try:
-    yield
-  finally:
-    _IN_LOOP_BODY.reset(token)
-
-
-def _skip_branch_as_loop() -> bool:
-  """Whether a step's skip is a 0-or-1-trip ``while_loop`` rather than ``lax.cond``.
-
-  Only at the top level of a CPU program: there XLA:CPU ran the conditional's
-  branch on more threads than the machine has cores (10-15% of a jitted MLP
-  784-512-512-10 step on 2 cores), and the loop does not. Inside a loop body
-  (the scanned epoch) the conditional is the cheaper of the two (2-5% of a small
-  MLP's epoch), and on accelerators it reads its predicate once, where a loop
-  reads its condition twice.
-  """
-  return jax.default_backend() == "cpu" and not _IN_LOOP_BODY.get()
-
-
 def apply_gradients(
     tx: optax.GradientTransformation,
     state: TrainState,
@@ -156,11 +126,10 @@ def apply_gradients(
   `finite` (a traced boolean: were the loss and gradients finite?), a non-finite
   step instead leaves parameters, model state and optimizer state untouched and
   increments ``state.skipped``. The update runs only when the step is finite: a
-  branch (``lax.cond``), or at the top level of a CPU program the body of a
-  ``lax.while_loop`` that runs once or not at all (see ``_skip_branch_as_loop``:
-  measured, not a matter of taste), whose derivatives are the branch's
-  (``jax.custom_jvp``), so the step differentiates forward and in reverse either
-  way. Not a select over every buffer, which reads and writes the state again.
+  branch (``lax.cond``), not a select over every buffer, which reads and writes
+  the state again. (A 0-or-1-trip ``lax.while_loop`` measured the same on a
+  compute-bound MLP 784-512-512-10 step and made a dispatch-bound MLP 64-128-10
+  step of a Python loop twice as slow: 149 vs 73 µs, the unchecked step 70 µs.)
   With `return_updates`, returns ``(state, updates)``: the updates ``Δθ`` applied
   (zeros for a skipped step).
   """
@@ -184,27 +153,9 @@ def apply_gradients(
     shapes = jax.eval_shape(tx.update, grads, state.opt_state, state.params)[0]
     updates = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
-  def branch(state, updates, finite, grads, model_state):
-    return jax.lax.cond(finite, lambda s, u, g, m: apply(s, g, m),
-                        lambda s, u, g, m: (s, u), state, updates, grads, model_state)
-
-  def loop(state, updates, finite, grads, model_state):
-    def apply_once(carry):
-      new, applied = apply(carry[0], grads, model_state)
-      return new, applied, jnp.zeros([], jnp.bool_)
-
-    new, applied, _ = jax.lax.while_loop(lambda carry: carry[2], apply_once,
-                                         (state, updates, finite))
-    return new, applied
-
-  skip_step = branch
-  if _skip_branch_as_loop():
-    # The loop's derivatives are the branch's: a while_loop cannot be differentiated in
-    # reverse mode, and a step must stay differentiable (hypergradients, unrolled training).
-    skip_step = jax.custom_jvp(loop)
-    skip_step.defjvp(lambda primals, tangents: jax.jvp(branch, primals, tangents))
   finite = jnp.asarray(finite, jnp.bool_)
-  new_state, updates = skip_step(state, updates, finite, grads, model_state)
+  new_state, updates = jax.lax.cond(finite, lambda s, u, g, m: apply(s, g, m),
+                                    lambda s, u, g, m: (s, u), state, updates, grads, model_state)
   new_state = new_state._replace(
       step=state.step + 1,
       skipped=state.skipped + jnp.logical_not(finite).astype(state.skipped.dtype))
@@ -492,6 +443,58 @@ def make_train_step(
   return step
 
 
+class FlatStateStep:
+  """``jax.jit(step, donate_argnums=0)`` that takes and returns the state as a flat list.
+
+  A Python loop of jitted steps pays at every call for flattening the state
+  (the nested ``nnx.State`` containers of parameters, model state and optimizer
+  state) and for rebuilding it from the outputs: 15-20 µs of a 60 µs MLP 64-128-10
+  step, ~2% of a 5 ms MLP 784-512-512-10 step. Passing the flat list of arrays
+  instead skips both; the loop rebuilds the state once, after its last step.
+
+      flat = FlatStateStep(train_step, state)
+      leaves = flat.flatten(state)
+      for x, y in batches:
+        leaves, loss = flat(leaves, x, y)
+      state = flat.unflatten(leaves)
+
+  Args:
+    train_step: ``step(state, x, y) -> (state, outputs)``, pure.
+    state: a state of the structure the loop will pass (only its structure is kept).
+    out_shardings: for a mesh, ``(state shardings, outputs' sharding)`` as for the
+      jitted tree step; the state part is flattened alike.
+  """
+
+  def __init__(self, train_step: Callable[..., tuple[TrainState, Any]], state: TrainState, *,
+               out_shardings: tuple[Any, Any] | None = None):
+    self.treedef = jax.tree.structure(state)
+    self.step_index = next(i for i, leaf in enumerate(jax.tree.leaves(state))
+                           if leaf is state.step)
+    treedef = self.treedef
+
+    def flat_step(leaves, x, y):
+      new_state, outputs = train_step(jax.tree.unflatten(treedef, leaves), x, y)
+      return jax.tree.leaves(new_state), outputs
+
+    placed = {}
+    if out_shardings is not None:
+      placed["out_shardings"] = (treedef.flatten_up_to(out_shardings[0]), out_shardings[1])
+    self._jitted = jax.jit(flat_step, donate_argnums=(0,), **placed)
+
+  def __call__(self, leaves: list[jax.Array], x: Any, y: Any) -> tuple[list[jax.Array], Any]:
+    return self._jitted(leaves, x, y)
+
+  def flatten(self, state: TrainState) -> list[jax.Array]:
+    return self.treedef.flatten_up_to(state)
+
+  def unflatten(self, leaves: list[jax.Array]) -> TrainState:
+    return jax.tree.unflatten(self.treedef, leaves)
+
+  def step_count(self, leaves: list[jax.Array]) -> jax.Array:
+    """``state.step`` of the flat state."""
+    return leaves[self.step_index]
+
+
 def make_predict(graphdef: nnx.GraphDef, batch_size: int) -> Callable[..., jax.Array]:
   """Returns ``predict(params, model_state, x) -> outputs`` over x in chunks of `batch_size`.
 
@@ -581,8 +584,7 @@ def make_scan_epoch(
       yb = constrain(jnp.take(y, batch_indices, axis=0))
       if augment is not None:
         xb = augment(jax.random.fold_in(augment_key, state.step), xb)
-      with loop_body():
-        return train_step(state, xb, yb)
+      return train_step(state, xb, yb)
 
     if not update_stats:
       return jax.lax.scan(body, state, indices)
