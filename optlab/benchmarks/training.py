@@ -191,7 +191,7 @@ def small_mlp_epoch(repeats: int = 10, rounds: int = 5) -> dict[str, float]:
   return results
 
 
-def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 3) -> dict[str, float]:
+def large_mlp_steps(steps: int = 50, repeats: int = 2, rounds: int = 5) -> dict[str, float]:
   """(b) MLP 784-512-512-10, batch 256: steps per second, optlab vs torch fused Adam.
 
   optlab's rows: a Python loop of the jitted step (fit's path for data that does
