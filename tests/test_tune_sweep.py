@@ -121,6 +121,11 @@ def test_sweep_benchmark_reports_a_ratio():
                                                  hidden=8, repeats=1)
   assert values["ratio_vectorized_speedup"] > 0
   assert values["max_val_accuracy_difference"] < 0.05
+  # The roofline: 2 runs × 1 epoch of the 64-8-10 MLP on digits' 1,437 training images.
+  from optlab.benchmarks.sweeps import _matmul_flop_per_run_epoch
+
+  assert _matmul_flop_per_run_epoch(1437, 64, 8) == 22 * (4 * 64 * (64 * 8 + 80) + 2 * 64 * 80)
+  assert values["matmul_peak_gflops"] > 0 and values["speedup_bound_at_matmul_peak"] > 0
   if "ratio_all_cores_sharded_speedup" in values:  # a child process with one device per core
     assert values["all_cores_devices"] >= 2 and values["ratio_all_cores_sharded_speedup"] > 0
     assert values["all_cores_max_val_accuracy_difference"] < 0.05
