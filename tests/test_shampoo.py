@@ -365,3 +365,56 @@ def test_registry_entry():
   state = tx.init({"w": jnp.ones((6, 4))})
   assert set(state.hyperparams) >= {"learning_rate", "b1", "b2", "eps", "matrix_eps"}
   assert math.isclose(float(state.hyperparams["matrix_eps"]), 1e-6, rel_tol=1e-6)
+
+
+def test_batched_decompositions_on_cpu_run_one_matrix_at_a_time():
+  # jaxlib's batched CPU eigh/QR wait on XLA's own thread pool; several at once deadlocked
+  # (see _matrix_functions._one_at_a_time). On CPU each decomposition sees one matrix.
+  from optlab.optim import _matrix_functions as mf
+
+  batch = jnp.broadcast_to(jnp.eye(4) * 2.0, (3, 2, 4, 4))
+  jaxpr = str(jax.make_jaxpr(lambda m: mf.inverse_pth_root(m, 4))(batch))
+  eigh_lines = [line for line in jaxpr.splitlines() if "eigh[" in line]
+  if jax.default_backend() == "cpu":
+    assert "scan[" in jaxpr and eigh_lines  # lax.map: a scan over the batch
+    assert all("f32[4,4]" in line and "f32[3,2,4,4]" not in line for line in eigh_lines)
+  np.testing.assert_allclose(mf.inverse_pth_root(batch, 4), jnp.broadcast_to(
+      jnp.eye(4) * 2.0 ** -0.25, batch.shape), rtol=1e-5)
+  values, vectors = mf._eigh(batch)
+  assert values.shape == (3, 2, 4) and vectors.shape == (3, 2, 4, 4)
+  q, r = mf._qr(batch)
+  np.testing.assert_allclose(jnp.abs(q @ r), batch, atol=1e-6)
+
+
+_SHAMPOO_TRANSFORMER = """
+import jax, jax.numpy as jnp, numpy as np, optax
+from flax import nnx
+from optlab import models, optim
+from optlab.train import TrainState, split_model
+from optlab.train import steps
+model = models.TransformerLM(65, 128, d_model=128, num_heads=4, num_layers=2, rngs=nnx.Rngs(0))
+graphdef, _, params, rest = split_model(model)
+tx = optim.get("shampoo", learning_rate=1e-3)
+state = TrainState(jnp.zeros([], jnp.int32), params, rest, tx.init(params),
+                   jnp.zeros([], jnp.int32))
+loss = lambda logits, y: optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+step = jax.jit(steps.make_train_step(graphdef, tx, loss))
+x = jnp.asarray(np.random.default_rng(0).integers(0, 65, (32, 128)), jnp.int32)
+for _ in range(2):
+  state, value = step(state, x, x)
+print("loss", float(value))
+"""
+
+
+def test_shampoo_steps_a_full_size_transformer_without_deadlock():
+  """Two Shampoo steps of the 2-layer TransformerLM (d=128) that deadlocked on 2 cores."""
+  import subprocess
+  import sys
+
+  try:
+    done = subprocess.run([sys.executable, "-c", _SHAMPOO_TRANSFORMER], capture_output=True,
+                          text=True, timeout=240)
+  except subprocess.TimeoutExpired:
+    pytest.fail("Shampoo's update of the TransformerLM did not return within 240 s (deadlock)")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert math.isfinite(float(done.stdout.split()[-1]))

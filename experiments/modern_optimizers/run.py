@@ -44,19 +44,16 @@ from typing import Any, NamedTuple
 # second instead of milliseconds (measured: SOAP's update 1,450 ms vs 3.6 ms); one thread
 # is also the fastest for these small matrices. Set before numpy loads OpenBLAS.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# XLA:CPU's concurrency-optimized scheduler deadlocked (no CPU used, never returned) on
-# the first Shampoo update of the full-size Transformer (many eigendecompositions in one
-# program; jax 0.10.2); the default scheduler runs it. Set before jax starts its backend.
-_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
-if _FLAG.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
+# (The first Shampoo update of the full-size Transformer used to deadlock on 2 cores: jaxlib's
+# batched CPU eigh waited on XLA's own thread pool. optlab now decomposes one matrix at a
+# time on CPU: optlab.optim._matrix_functions._one_at_a_time.)
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-import threadpoolctl  # noqa: E402
-from flax import nnx  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import threadpoolctl
+from flax import nnx
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]

@@ -28,6 +28,7 @@ default for blocks of a few hundred).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Literal
 
 import jax
@@ -37,6 +38,36 @@ import numpy as np
 RootMethod = Literal["eigh", "newton"]
 HIGHEST = jax.lax.Precision.HIGHEST  # no TF32/bf16 passes in matrix products on accelerators
 ROOT_METHODS = ("eigh", "newton")
+
+
+def _one_at_a_time(decomposition):
+  """`decomposition` of a batch of matrices; on CPU, one matrix after another.
+
+  jaxlib's CPU LAPACK kernels split a batch over XLA's intra-op thread pool and
+  wait for the pieces on a thread of that same pool. When several batched
+  decompositions run at once (XLA runs independent operations concurrently) and
+  every pool thread is waiting, none is left to run the pieces: the program
+  deadlocks, using no CPU (Shampoo's first update of a 2-layer TransformerLM on 2
+  cores never returned; the backtraces show ``ParallelBatchMap`` in
+  ``lapack_ssyevd_ffi`` on every waiting thread). A ``lax.map`` over the batch
+  calls the kernel on one matrix at a time, which never waits on the pool. GPUs
+  keep the batched call (cuSOLVER's batched kernels).
+  """
+
+  @functools.wraps(decomposition)
+  def decompose(matrix):
+    batch = matrix.shape[:-2]
+    if jax.default_backend() != "cpu" or math.prod(batch) <= 1:
+      return decomposition(matrix)
+    flat = matrix.reshape(-1, *matrix.shape[-2:])
+    outputs = jax.lax.map(decomposition, flat)
+    return jax.tree.map(lambda out: out.reshape(*batch, *out.shape[1:]), outputs)
+
+  return decompose
+
+
+_eigh = _one_at_a_time(jnp.linalg.eigh)
+_qr = _one_at_a_time(jnp.linalg.qr)
 
 
 def _working_dtype(matrix: jax.Array) -> jnp.dtype:
@@ -141,7 +172,7 @@ def inverse_pth_root(
 
 @functools.partial(jax.jit, static_argnames=("p", "relative"))
 def _inverse_root_eigh(matrix: jax.Array, p: float, eps, relative: bool) -> jax.Array:
-  eigenvalues, vectors = jnp.linalg.eigh(matrix)
+  eigenvalues, vectors = _eigh(matrix)
   eigenvalues = jnp.maximum(eigenvalues, 0.0)
   max_eigenvalue = eigenvalues[..., -1]  # eigh sorts ascending
   ridge = _ridge(max_eigenvalue, eps, relative)
@@ -232,7 +263,7 @@ def eigenbasis(matrix: jax.Array) -> jax.Array:
   """
   _check_square("eigenbasis", jnp.asarray(matrix))
   matrix = symmetrize(matrix)
-  _, vectors = jnp.linalg.eigh(matrix)
+  _, vectors = _eigh(matrix)
   vectors = jnp.flip(vectors, axis=-1)
   finite = jnp.all(jnp.isfinite(vectors), axis=(-2, -1), keepdims=True)
   return jnp.where(finite, vectors, _identity_like(matrix))
@@ -267,7 +298,7 @@ def refresh_eigenbasis(matrix: jax.Array, basis: jax.Array) -> tuple[jax.Array, 
   estimates = jnp.einsum("...ij,...ij->...j", basis, product, precision=HIGHEST)
   order = jnp.argsort(-estimates, axis=-1).astype(jnp.int32)
   power = jnp.take_along_axis(product, order[..., None, :], axis=-1)
-  new_basis, _ = jnp.linalg.qr(power)
+  new_basis, _ = _qr(power)
   finite = jnp.all(jnp.isfinite(new_basis), axis=(-2, -1))
   identity_order = jnp.broadcast_to(jnp.arange(matrix.shape[-1], dtype=jnp.int32), order.shape)
   return (
