@@ -369,21 +369,59 @@ def test_registry_entry():
 
 def test_batched_decompositions_on_cpu_run_one_matrix_at_a_time():
   # jaxlib's batched CPU eigh/QR wait on XLA's own thread pool; several at once deadlocked
-  # (see _matrix_functions._one_at_a_time). On CPU each decomposition sees one matrix.
+  # (see _matrix_functions._one_at_a_time). On CPU each decomposition sees one matrix,
+  # for leading batch axes and under jax.vmap alike.
   from optlab.optim import _matrix_functions as mf
 
   batch = jnp.broadcast_to(jnp.eye(4) * 2.0, (3, 2, 4, 4))
-  jaxpr = str(jax.make_jaxpr(lambda m: mf.inverse_pth_root(m, 4))(batch))
-  eigh_lines = [line for line in jaxpr.splitlines() if "eigh[" in line]
-  if jax.default_backend() == "cpu":
-    assert "scan[" in jaxpr and eigh_lines  # lax.map: a scan over the batch
-    assert all("f32[4,4]" in line and "f32[3,2,4,4]" not in line for line in eigh_lines)
+  for fn in (lambda m: mf.inverse_pth_root(m, 4), jax.vmap(lambda m: mf.inverse_pth_root(m, 4)),
+             jax.vmap(mf.eigenbasis), jax.vmap(lambda m: mf.refresh_eigenbasis(m, m))):
+    jaxpr = str(jax.make_jaxpr(fn)(batch))
+    calls = [line for line in jaxpr.splitlines() if " eigh[" in line or " qr[" in line]
+    if jax.default_backend() == "cpu":
+      assert calls and all("f32[4,4]" in line and "f32[3," not in line and "f32[2,4,4]" not in
+                           line for line in calls), calls
   np.testing.assert_allclose(mf.inverse_pth_root(batch, 4), jnp.broadcast_to(
       jnp.eye(4) * 2.0 ** -0.25, batch.shape), rtol=1e-5)
   values, vectors = mf._eigh(batch)
   assert values.shape == (3, 2, 4) and vectors.shape == (3, 2, 4, 4)
   q, r = mf._qr(batch)
   np.testing.assert_allclose(jnp.abs(q @ r), batch, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["eigh", "qr"])
+def test_one_at_a_time_decompositions_differentiate_like_jax(name):
+  from optlab.optim import _matrix_functions as mf
+
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(2, 5, 5))
+  matrices = jnp.asarray(a @ np.swapaxes(a, -1, -2) + np.eye(5) if name == "eigh" else a,
+                         jnp.float32)
+  tangents = jnp.asarray(rng.normal(size=(2, 5, 5)), jnp.float32)
+  if name == "eigh":
+    tangents = 0.5 * (tangents + jnp.swapaxes(tangents, -1, -2))
+  ours = {"eigh": mf._eigh, "qr": mf._qr}[name]
+  reference = {"eigh": jnp.linalg.eigh, "qr": jnp.linalg.qr}[name]
+
+  def scalar(fn, m):  # sign-invariant functions of the outputs
+    first, second = fn(m)
+    if name == "eigh":
+      return jnp.sum(first ** 2) + jnp.sum((second @ jnp.swapaxes(second, -1, -2) * m) ** 2) + \
+          jnp.einsum("...i,i->", second[..., 0] ** 2, jnp.arange(5.0))
+    return jnp.sum((first @ jnp.diag(jnp.arange(1.0, 6.0)) @ jnp.swapaxes(first, -1, -2)) ** 2) \
+        + jnp.sum(second ** 2)
+
+  for transform in (lambda f: f, jax.jit):
+    np.testing.assert_allclose(
+        transform(jax.grad(lambda m: scalar(ours, m)))(matrices),
+        jax.grad(lambda m: scalar(reference, m))(matrices), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(
+        transform(lambda m, t: jax.jvp(lambda x: scalar(ours, x), (m,), (t,))[1])(
+            matrices, tangents),
+        jax.jvp(lambda x: scalar(reference, x), (matrices,), (tangents,))[1], rtol=2e-3)
+  np.testing.assert_allclose(jax.vmap(jax.grad(lambda m: scalar(ours, m)))(matrices),
+                             jax.grad(lambda m: scalar(reference, m))(matrices),
+                             rtol=2e-3, atol=2e-3)
 
 
 _SHAMPOO_TRANSFORMER = """
@@ -402,12 +440,17 @@ step = jax.jit(steps.make_train_step(graphdef, tx, loss))
 x = jnp.asarray(np.random.default_rng(0).integers(0, 65, (32, 128)), jnp.int32)
 for _ in range(2):
   state, value = step(state, x, x)
+# Vectorized over two runs (a sweep's program): the decompositions get a batch axis from vmap.
+states = jax.tree.map(lambda a: jnp.stack([a, a]), state)
+swept = jax.jit(jax.vmap(steps.make_train_step(graphdef, tx, loss), in_axes=(0, None, None)))
+states, values = swept(states, x[:8], x[:8])
+assert bool(jnp.all(jnp.isfinite(values)))
 print("loss", float(value))
 """
 
 
 def test_shampoo_steps_a_full_size_transformer_without_deadlock():
-  """Two Shampoo steps of the 2-layer TransformerLM (d=128) that deadlocked on 2 cores."""
+  """Shampoo steps of the 2-layer TransformerLM (d=128), alone and vmapped: they deadlocked."""
   import subprocess
   import sys
 

@@ -28,7 +28,6 @@ default for blocks of a few hundred).
 from __future__ import annotations
 
 import functools
-import math
 from typing import Literal
 
 import jax
@@ -40,8 +39,8 @@ HIGHEST = jax.lax.Precision.HIGHEST  # no TF32/bf16 passes in matrix products on
 ROOT_METHODS = ("eigh", "newton")
 
 
-def _one_at_a_time(decomposition):
-  """`decomposition` of a batch of matrices; on CPU, one matrix after another.
+def _one_at_a_time(decomposition, jvp):
+  """`decomposition` of a (batch of) matrices; on CPU, one matrix after another.
 
   jaxlib's CPU LAPACK kernels split a batch over XLA's intra-op thread pool and
   wait for the pieces on a thread of that same pool. When several batched
@@ -49,25 +48,75 @@ def _one_at_a_time(decomposition):
   every pool thread is waiting, none is left to run the pieces: the program
   deadlocks, using no CPU (Shampoo's first update of a 2-layer TransformerLM on 2
   cores never returned; the backtraces show ``ParallelBatchMap`` in
-  ``lapack_ssyevd_ffi`` on every waiting thread). A ``lax.map`` over the batch
-  calls the kernel on one matrix at a time, which never waits on the pool. GPUs
-  keep the batched call (cuSOLVER's batched kernels).
+  ``lapack_ssyevd_ffi`` on every waiting thread). Here the kernel only ever sees
+  one matrix: leading batch axes, and any ``jax.vmap`` around the caller (a
+  vectorized sweep), become a ``lax.map`` (``jax.custom_batching.custom_vmap``).
+  Derivatives come from `jvp` (written out, as custom batching rules cannot be
+  differentiated), so the result differentiates forward and in reverse. GPUs keep
+  the batched call (cuSOLVER's batched kernels).
   """
+
+  @jax.custom_batching.custom_vmap
+  def single(matrix):
+    return decomposition(matrix)
+
+  @single.def_vmap
+  def _batched(axis_size, in_batched, matrix):
+    del axis_size, in_batched
+    outputs = jax.lax.map(single, matrix)
+    return outputs, jax.tree.map(lambda _: True, outputs)
+
+  @jax.custom_jvp
+  def differentiable(matrix):
+    return single(matrix)
+
+  differentiable.defjvp(lambda primals, tangents: jvp(differentiable, primals[0], tangents[0]))
 
   @functools.wraps(decomposition)
   def decompose(matrix):
-    batch = matrix.shape[:-2]
-    if jax.default_backend() != "cpu" or math.prod(batch) <= 1:
+    if jax.default_backend() != "cpu":
       return decomposition(matrix)
-    flat = matrix.reshape(-1, *matrix.shape[-2:])
-    outputs = jax.lax.map(decomposition, flat)
-    return jax.tree.map(lambda out: out.reshape(*batch, *out.shape[1:]), outputs)
+    fn = differentiable
+    for _ in range(matrix.ndim - 2):
+      fn = jax.vmap(fn)
+    return fn(matrix)
 
   return decompose
 
 
-_eigh = _one_at_a_time(jnp.linalg.eigh)
-_qr = _one_at_a_time(jnp.linalg.qr)
+def _transpose(x: jax.Array) -> jax.Array:
+  return jnp.swapaxes(x, -1, -2)
+
+
+def _eigh_jvp(eigh, matrix, tangent):
+  """JAX's ``eigh`` JVP: dλ = diag(Vᵀ dA V), dV = V (F ∘ Vᵀ dA V), F_ij = 1/(λ_j − λ_i)."""
+  eigenvalues, vectors = eigh(matrix)
+  tangent = 0.5 * (tangent + _transpose(tangent))  # eigh reads the symmetrized matrix
+  eye = jnp.eye(matrix.shape[-1], dtype=matrix.dtype)
+  reciprocal = 1.0 / (eye + eigenvalues[..., None, :] - eigenvalues[..., :, None]) - eye
+  projected = jnp.matmul(jnp.matmul(_transpose(vectors), tangent, precision=HIGHEST), vectors,
+                         precision=HIGHEST)
+  d_vectors = jnp.matmul(vectors, reciprocal * projected, precision=HIGHEST)
+  d_values = jnp.diagonal(projected, axis1=-2, axis2=-1)
+  return (eigenvalues, vectors), (d_values, d_vectors)
+
+
+def _qr_jvp(qr, matrix, tangent):
+  """JAX's reduced ``qr`` JVP for real square or tall matrices (J. Townsend's derivation)."""
+  q, r = qr(matrix)
+  # dA R⁻¹, by a triangular solve of Rᵀ Xᵀ = dAᵀ.
+  tangent_rinv = _transpose(jax.scipy.linalg.solve_triangular(
+      _transpose(r), _transpose(tangent), lower=True))
+  projected = jnp.matmul(_transpose(q), tangent_rinv, precision=HIGHEST)
+  lower = jnp.tril(projected, -1)
+  skew = lower - _transpose(lower)
+  d_q = jnp.matmul(q, skew - projected, precision=HIGHEST) + tangent_rinv
+  d_r = jnp.matmul(projected - skew, r, precision=HIGHEST)
+  return (q, r), (d_q, d_r)
+
+
+_eigh = _one_at_a_time(lambda matrix: jnp.linalg.eigh(matrix), _eigh_jvp)
+_qr = _one_at_a_time(lambda matrix: jnp.linalg.qr(matrix), _qr_jvp)
 
 
 def _working_dtype(matrix: jax.Array) -> jnp.dtype:
