@@ -72,7 +72,6 @@ def _one_at_a_time(decomposition, jvp):
 
   differentiable.defjvp(lambda primals, tangents: jvp(differentiable, primals[0], tangents[0]))
 
-  @functools.wraps(decomposition)
   def decompose(matrix):
     if jax.default_backend() != "cpu":
       return decomposition(matrix)
