@@ -33,6 +33,16 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
   return x, digits.y.astype(np.int32)
 
 
+def _batches(x, y, batch_size: int, steps: int | None) -> list[tuple[Any, Any]]:
+  """The batches of one epoch's order (key 0), repeated or cut to `steps` when given."""
+  import jax
+
+  indices = np.asarray(steps_lib.epoch_batch_indices(jax.random.key(0), x.shape[0], batch_size))
+  if steps is not None:
+    indices = np.resize(indices, (steps, batch_size))
+  return [(x[i], y[i]) for i in indices]
+
+
 def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
                skip_nonfinite: bool = True, packed: bool = False):
   """Returns a function that runs one epoch (or `steps` steps) with optlab's step.
@@ -69,10 +79,7 @@ def _jax_epoch(sizes, x, y, batch_size, *, scan: bool, steps: int | None = None,
   else:
     flat = steps_lib.FlatStateStep(step, state)  # as fit's Python loop calls its step
     holder["state"] = flat.flatten(state)
-    indices = np.asarray(steps_lib.epoch_batch_indices(key, x.shape[0], batch_size))
-    if steps is not None:
-      indices = np.resize(indices, (steps, batch_size))
-    batches = [(x[i], y[i]) for i in indices]
+    batches = _batches(x, y, batch_size, steps)
 
     def run():
       for xb, yb in batches:
@@ -110,10 +117,7 @@ def _plain_jax_steps(sizes, x, y, batch_size, *, steps: int):
     return optax.apply_updates(params, updates), opt_state, loss
 
   jitted = jax.jit(step, donate_argnums=(0, 1))
-  x, y = jax.device_put(x), jax.device_put(y)
-  indices = np.resize(np.asarray(steps_lib.epoch_batch_indices(jax.random.key(0), x.shape[0],
-                                                                batch_size)), (steps, batch_size))
-  batches = [(x[i], y[i]) for i in indices]
+  batches = _batches(jax.device_put(x), jax.device_put(y), batch_size, steps)
   holder = {"params": params, "opt_state": tx.init(params)}
 
   def run():

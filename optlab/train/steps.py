@@ -153,9 +153,12 @@ def apply_gradients(
     shapes = jax.eval_shape(tx.update, grads, state.opt_state, state.params)[0]
     updates = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
+  def skip(state: TrainState, grads: Any, model_state: Any) -> tuple[TrainState, Any]:
+    del grads, model_state
+    return state, updates
+
   finite = jnp.asarray(finite, jnp.bool_)
-  new_state, updates = jax.lax.cond(finite, lambda s, u, g, m: apply(s, g, m),
-                                    lambda s, u, g, m: (s, u), state, updates, grads, model_state)
+  new_state, updates = jax.lax.cond(finite, apply, skip, state, grads, model_state)
   new_state = new_state._replace(
       step=state.step + 1,
       skipped=state.skipped + jnp.logical_not(finite).astype(state.skipped.dtype))
