@@ -41,6 +41,32 @@ def test_domain_is_at_most_twice_n():
     assert 2 ** domain_bits(n) <= max(256, 2 * n)
 
 
+@pytest.mark.parametrize(("bits", "rounds"), [(8, 8), (11, 8), (11, 3), (9, 1)])
+def test_rounds_in_a_loop_equal_the_straight_line_rounds(bits, rounds):
+  """The network written out round by round: (hi, lo) -> (lo, hi ^ F(lo ^ k)), widths
+  alternating for an odd width; F is MurmurHash3's 32-bit finalizer."""
+
+  def fmix32(h):
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+  keys = np.asarray(jax.random.bits(jax.random.key(bits + rounds), (rounds,), jnp.uint32))
+  expected = []
+  for x in range(2**bits):
+    hi_bits, lo_bits = (bits + 1) // 2, bits // 2
+    for k in keys.tolist():
+      hi, lo = x >> lo_bits, x & ((1 << lo_bits) - 1)
+      x = (lo << hi_bits) | ((hi ^ fmix32(lo ^ k)) & ((1 << hi_bits) - 1))
+      hi_bits, lo_bits = lo_bits, hi_bits
+    expected.append(x)
+  got = feistel_permute(jnp.arange(2**bits, dtype=jnp.uint32), jnp.asarray(keys), bits)
+  np.testing.assert_array_equal(np.asarray(got), expected)
+  np.testing.assert_array_equal(np.sort(expected), np.arange(2**bits))  # a bijection
+
+
 def test_same_key_same_order_other_key_other_order_jit_equals_eager():
   key = jax.random.key(7)
   eager = np.asarray(index_shuffle(key, 500))

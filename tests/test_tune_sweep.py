@@ -30,7 +30,7 @@ def _sweep(iris, **kwargs):
 
 @pytest.fixture(scope="module")
 def grid(iris):
-  return _sweep(iris, keep_params=True)
+  return _sweep(iris, keep_params=True, workers=1)
 
 
 def test_one_run_of_the_sweep_equals_fit(iris, grid):
@@ -54,6 +54,62 @@ def test_chunked_sweep_equals_the_single_program(iris, grid):
   ok = grid.status == "completed"
   for key in ("train_loss", "val_loss", "val_accuracy"):
     np.testing.assert_allclose(chunked[key][ok], grid[key][ok], rtol=1e-5, err_msg=key)
+
+
+def test_concurrent_chunks_equal_the_single_program(iris, grid):
+  both = _sweep(iris, workers=2, keep_params=True)  # two chunks of 4, trained side by side
+  assert both.num_chunks == 2 and both.chunk_size == 4
+  np.testing.assert_array_equal(both.status, grid.status)
+  np.testing.assert_array_equal(both.skipped_steps, grid.skipped_steps)
+  ok = grid.status == "completed"
+  for key in ("train_loss", "val_loss", "val_accuracy"):
+    np.testing.assert_allclose(both[key][ok], grid[key][ok], rtol=1e-5, err_msg=key)
+  np.testing.assert_allclose(both.params["layers"][0]["kernel"][ok],
+                             grid.params["layers"][0]["kernel"][ok], rtol=1e-5, atol=1e-6)
+
+
+def test_default_workers_follow_the_cores(monkeypatch):
+  import importlib
+
+  sweep_module = importlib.import_module("optlab.tune.sweep")  # the module, not the function
+  monkeypatch.setattr(sweep_module.os, "sched_getaffinity", lambda _: set(range(4)),
+                      raising=False)
+  assert sweep_module.default_workers() == 4
+  assert sweep_module.default_workers(devices_per_chunk=2) == 2
+  assert sweep_module.default_workers(devices_per_chunk=8) == 1
+
+
+def test_a_failing_chunk_stops_the_sweep():
+  import threading
+
+  from optlab.tune.sweep import _run_chunks
+
+  started, stopped = [], []
+
+  def fails_second(chunk, stop):
+    started.append(chunk)
+    if chunk == 1:
+      raise RuntimeError("chunk 1 failed")
+
+  with pytest.raises(RuntimeError, match="chunk 1 failed"):
+    _run_chunks(fails_second, 3, workers=1)
+  assert started == [0, 1]  # one after another: chunk 2 never starts
+  started.clear()
+  first_failed = threading.Event()
+
+  def train_chunk(chunk, stop):
+    started.append(chunk)
+    if chunk == 1:
+      first_failed.set()
+      raise RuntimeError("chunk 1 failed")
+    first_failed.wait(10)
+    assert stop.wait(10)  # long chunks still running when chunk 1 fails: told to stop
+    stopped.append(chunk)
+
+  with pytest.raises(RuntimeError, match="chunk 1 failed"):
+    _run_chunks(train_chunk, 4, workers=2)
+  # Chunk 2 may start on the failed chunk's thread; chunk 3 waits for a free one: dropped.
+  assert 0 in stopped and {0, 1} <= set(started) and 3 not in started
 
 
 def test_seeds_differ_and_divergence_stays_in_its_run(grid):
@@ -95,6 +151,8 @@ def test_bad_inputs_raise_clear_errors(iris):
     run(seeds=[])
   with pytest.raises(ValueError, match="chunk_size must be"):
     run(chunk_size=0)
+  with pytest.raises(ValueError, match="workers must be"):
+    run(workers=0)
   with pytest.raises(ValueError, match="batch_size 200 is larger than the 150"):
     run(batch_size=200)
   with pytest.raises(ValueError, match="both swept"):

@@ -2,44 +2,36 @@
 
 64 runs (8 learning rates × 8 seeds) of an MLP 64-64-10 with SGD + momentum on
 digits (standardized, batch 64, a few epochs, validation every epoch):
-``optlab.tune.sweep`` with every run in one vmapped program, against the same
-call with ``chunk_size=1`` (one run per program, the runs one after another).
-Compilation is excluded from both (``sweep`` compiles ahead of time and reports
-it separately) and printed on its own lines.
+``optlab.tune.sweep`` as a user calls it (vmapped chunks, one per CPU core,
+trained side by side from threads: ``vectorized_*``), the same call with every
+run in one program and ``workers=1`` (``one_program_*``), against the same call
+with ``chunk_size=1, workers=1`` (one run per program, the runs one after
+another). Compilation is excluded from all of them (``sweep`` compiles ahead of
+time and reports it separately) and printed on its own lines.
 
-What bounds the ratio on a CPU: the sequential runs already compile whole epochs
-into one ``lax.scan``, and XLA:CPU runs one small-MLP epoch near the speed it runs
-the same work vmapped 64 times (the batched matrix products are faster, the
-elementwise and reduction work is not), so inside the compiled programs the two
-cost about the same per run. What vectorizing removes is the per-run host work:
-state set-up, a program call, a synchronisation and an evaluation call per epoch.
+What bounds the ratio on a CPU (measured history and profiles in
+``optlab/benchmarks/README.md``): the sequential runs already compile whole epochs
+into one ``lax.scan``; inside the compiled programs a vmapped run-step costs
+~0.8 of a single run's (batched products are faster, elementwise and reduction
+work is not), so most of what vectorizing removes is per-run host work (state
+set-up, a program call, a synchronisation and an evaluation call per epoch).
+XLA:CPU runs a batched matrix product on one thread and one program's operations
+one after another, but programs called from different threads run side by side,
+so ``sweep`` trains one chunk per core at once (``workers``): 1.6–2.1× the one
+program on 2 cores. The roofline (printed): the matrix-product FLOPs of a
+run-epoch, this machine's rate for one large product (``matmul_peak_gflops``,
+~210 on 2 cores), the rate the vectorized sweep reaches
+(``vectorized_matmul_gflops``) and the ratio a sweep doing nothing but its
+products at that peak would reach (``speedup_bound_at_matmul_peak``, 16–17×).
+XLA:CPU's small batched products run at 60–85 GFLOP/s per core (the layer-2
+weight gradient at ~23), so the products alone, on both cores, take about a
+tenth of the sequential time: the goal of 10× is out of reach of this program on
+2 CPU cores (48.9× on one H200).
 
-Measured on 2 CPU cores (jax 0.10.2): one run's scanned epoch 1.05 ms, 64 vmapped
-runs 59 ms (0.92 ms per run); batched 64×64 products run 2.6× faster than single
-ones (88 vs 34 GFLOP/s). XLA flags tried without gain: ``--xla_cpu_use_thunk_runtime
-=false``, ``--xla_cpu_use_xnnpack``, ``--xla_cpu_use_onednn`` (2× slower),
-``--xla_cpu_experimental_xnn_fusion_type=dot``, ``--xla_cpu_multi_thread_eigen
-=false``; dropping the non-finite check gains ~8%. The ratio measured 1.6–3.8×
-against a goal of 10×.
-
-Since then (2026-11-26): epoch orders come from a keyed Feistel index shuffle
-(no sort), and the sequential path lost an eager ``jax.vmap`` per chunk and epoch
-(~1 ms each): sequential 1.6–1.8 ms per run-epoch, vectorized 0.84–0.89, ratio
-1.9–2.0×. XLA:CPU runs a batched matrix product on one thread (a 64-run
-[64×64]·[64×64] product: 85 GFLOP/s pinned to one core, 92 on two), and
-independent operations of one program do not run concurrently either, so one
-vectorized program keeps ~1.3 of 2 cores busy. Splitting the runs over as many
-CPU devices as cores (``XLA_FLAGS=--xla_force_host_platform_device_count=N`` and
-``sweep(mesh=distributed.data_mesh())``) runs each half on its own core; the
-benchmark measures that in a child process started with that flag
-(``all_cores_*`` keys), against the sequential runs in the same child: 3.3–4.9×.
-
-The roofline (printed): the matrix-product FLOPs of a run-epoch, this machine's
-rate for one large product (``matmul_peak_gflops``, 214 on 2 cores), the rate the
-vectorized sweep reaches (``vectorized_matmul_gflops``, ~32) and the ratio a sweep
-doing nothing but its products at the peak would reach
-(``speedup_bound_at_matmul_peak``, 16–17×): 10× is within the hardware's reach;
-XLA:CPU's single-threaded batched products (~85 GFLOP/s) are not.
+The all-cores child (``all_cores_*``) repeats the measurements in a process with
+one CPU device per core (``--xla_force_host_platform_device_count``), where the
+runs are also split over the devices (``mesh=distributed.data_mesh()``,
+``sharded_*``): the older way to use every core, kept for comparison.
 """
 
 from __future__ import annotations
@@ -111,18 +103,20 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
   def model_fn(rngs):
     return models.MLP(64, [hidden], 10, rngs=rngs)
 
-  def run(chunk_size, mesh=None):
+  def run(chunk_size, mesh=None, workers=None):
     return sweep(model_fn, "sgd", train, validation=val,
                  hyperparams={"learning_rate": learning_rates}, fixed={"momentum": 0.9},
                  seeds=num_seeds, epochs=epochs, batch_size=batch_size, chunk_size=chunk_size,
-                 mesh=mesh)
+                 mesh=mesh, workers=workers)
 
   num_runs = num_learning_rates * num_seeds
   if mesh:  # every run on one of the devices: the vectorized run axis split over all cores
     sharded = [run(num_runs, distributed.data_mesh()) for _ in range(repeats)]
-  vectorized = [run(num_runs) for _ in range(repeats)]
-  sequential = [run(1) for _ in range(repeats)]
+  vectorized = [run(None) for _ in range(repeats)]  # default chunks: one per core on a CPU
+  one_program = [run(num_runs, workers=1) for _ in range(repeats)]
+  sequential = [run(1, workers=1) for _ in range(repeats)]
   vectorized_s = min(r.train_seconds for r in vectorized)
+  one_program_s = min(r.train_seconds for r in one_program)
   sequential_s = min(r.train_seconds for r in sequential)
   vectorized, sequential = vectorized[0], sequential[0]
   results = {
@@ -134,6 +128,9 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
       "sequential_train_s": sequential_s,
       "sequential_ms_per_run_epoch": 1e3 * sequential_s / (num_runs * epochs),
       "vectorized_ms_per_run_epoch": 1e3 * vectorized_s / (num_runs * epochs),
+      "vectorized_chunks": float(vectorized.num_chunks),
+      "one_program_ms_per_run_epoch": 1e3 * one_program_s / (num_runs * epochs),
+      "max_val_accuracy_difference_one_program": _max_accuracy_gap(one_program[0], sequential),
       "max_val_accuracy_difference": _max_accuracy_gap(vectorized, sequential),
   }
   # The roofline: what the ratio would be if the vectorized sweep did nothing but its
@@ -145,6 +142,7 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
   results["matmul_mflop_per_run_epoch"] = flop / 1e6
   results["vectorized_matmul_gflops"] = num_runs * epochs * flop / vectorized_s / 1e9
   results["speedup_bound_at_matmul_peak"] = sequential_s / products_s
+  results["ratio_one_program_speedup"] = sequential_s / one_program_s
   results["ratio_vectorized_speedup"] = sequential_s / vectorized_s
   if mesh:
     sharded_s = min(r.train_seconds for r in sharded)

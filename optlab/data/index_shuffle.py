@@ -45,19 +45,35 @@ def domain_bits(n: int) -> int:
   return max(MIN_BITS, int(n).bit_length())
 
 
+def _feistel_round(x: jax.Array, round_key: jax.Array, hi_bits: int, lo_bits: int) -> jax.Array:
+  """(hi, lo) -> (lo, hi ⊕ F(lo ⊕ k)) on a `hi_bits` + `lo_bits` wide index."""
+  hi, lo = x >> lo_bits, x & jnp.uint32((1 << lo_bits) - 1)
+  mixed = (hi ^ _fmix32(lo ^ round_key)) & jnp.uint32((1 << hi_bits) - 1)
+  return (lo << hi_bits) | mixed
+
+
 def feistel_permute(index: jax.Array, round_keys: jax.Array, bits: int) -> jax.Array:
   """The image of `index` (uint32 values below ``2^bits``) under the keyed Feistel bijection.
 
   A bijection of ``[0, 2^bits)`` for any `round_keys` (uint32, one per round);
   elementwise, so it maps one index or a whole array at the same cost per element.
+  The rounds run two at a time in a ``lax.fori_loop`` (an odd width alternates the
+  halves' widths, so a pair of rounds has static widths): the result is then a
+  buffer, where a straight-line chain of rounds would be fused into, and computed
+  again by, each of its consumers (XLA drops an ``optimization_barrier`` here):
+  64 vmapped shuffles of 1,438 took 4.1 ms with the chain, 1.6 ms with the loop.
   """
   x = jnp.asarray(index, jnp.uint32)
   hi_bits, lo_bits = (bits + 1) // 2, bits // 2
-  for r in range(round_keys.shape[0]):
-    hi, lo = x >> lo_bits, x & jnp.uint32((1 << lo_bits) - 1)
-    mixed = (hi ^ _fmix32(lo ^ round_keys[r])) & jnp.uint32((1 << hi_bits) - 1)
-    x = (lo << hi_bits) | mixed
-    hi_bits, lo_bits = lo_bits, hi_bits
+  rounds = round_keys.shape[0]
+
+  def two_rounds(pair, x):
+    x = _feistel_round(x, round_keys[2 * pair], hi_bits, lo_bits)
+    return _feistel_round(x, round_keys[2 * pair + 1], lo_bits, hi_bits)
+
+  x = jax.lax.fori_loop(0, rounds // 2, two_rounds, x)
+  if rounds % 2:
+    x = _feistel_round(x, round_keys[rounds - 1], hi_bits, lo_bits)
   return x
 
 

@@ -7,11 +7,14 @@ compiled program, with the training data shared (each run gathers its own batche
 and its own batch order. Runs follow ``optlab.train.fit``'s conventions exactly
 (model built from ``nnx.Rngs(seed)``, batch order from ``fold_in(key(seed), epoch)``),
 so one run of a sweep gives the numbers ``fit`` gives for that configuration.
+On a CPU the chunks of runs train side by side, one per core, each called from
+its own thread (XLA:CPU runs one program's batched products on one thread).
 """
 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import inspect
@@ -19,6 +22,7 @@ import itertools
 import math
 import numbers
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -310,6 +314,45 @@ _keys_of_seeds = jax.jit(jax.vmap(jax.random.key))
 _fold_in_epoch = jax.jit(jax.vmap(jax.random.fold_in, in_axes=(0, None)))
 
 
+def default_workers(devices_per_chunk: int = 1) -> int:
+  """Chunks a sweep trains at once by default: on a CPU, one per core left to each of the
+  `devices_per_chunk` devices a chunk is split over (at least 1); on accelerators, 1."""
+  if jax.default_backend() != "cpu":
+    return 1
+  try:
+    cores = len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    cores = os.cpu_count() or 1
+  return max(1, cores // devices_per_chunk)
+
+
+def _run_chunks(train_chunk: Callable[[int, threading.Event], None], count: int,
+                workers: int) -> None:
+  """``train_chunk(i, stop)`` for i < `count`, `workers` at a time.
+
+  The first error (or a KeyboardInterrupt while waiting) sets `stop`, which the
+  chunks check between epochs, drops the chunks not yet started, and is raised.
+  """
+  stop = threading.Event()
+  if workers == 1 or count == 1:
+    for chunk in range(count):
+      train_chunk(chunk, stop)
+    return
+  with concurrent.futures.ThreadPoolExecutor(min(workers, count),
+                                             thread_name_prefix="optlab-sweep") as pool:
+    futures = [pool.submit(train_chunk, chunk, stop) for chunk in range(count)]
+    try:
+      concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+    finally:  # an error in a chunk, or an interrupt here: stop the others early
+      if not all(f.done() and f.exception() is None for f in futures):
+        stop.set()
+        for future in futures:
+          future.cancel()
+    for future in futures:
+      if not future.cancelled():
+        future.result()
+
+
 def _pad_chunk(runs: Sequence[int], size: int) -> np.ndarray:
   """Run ids of one chunk, padded to `size` by repeating the last run."""
   return np.asarray(list(runs) + [runs[-1]] * (size - len(runs)), np.int64)
@@ -340,6 +383,7 @@ def sweep(
     divergence_factor: float = 1e3,
     keep_params: bool = False,
     mesh: jax.sharding.Mesh | None = None,
+    workers: int | None = None,
 ) -> SweepResult:
   """Trains every configuration of a grid × seeds (× folds) as vmapped, compiled programs.
 
@@ -398,6 +442,13 @@ def sweep(
       results are those of one device. Chunk sizes are rounded up to a multiple of
       the axis' size (the memory budget counts per device). The mesh must hold
       this process's devices only.
+    workers: chunks trained at the same time, each from its own thread. None: one
+      per CPU core per device on a CPU (:func:`default_workers`), 1 on accelerators.
+      XLA:CPU runs a vmapped chunk's batched matrix products on one thread, and
+      one program's independent operations one after another, but programs
+      called from different threads run side by side: with `chunk_size` None the
+      runs are split into at least `workers` chunks, and the memory budget is
+      shared among them. ``workers=1`` trains the chunks one after another.
 
   Returns:
     A :class:`SweepResult`.
@@ -418,7 +469,8 @@ def sweep(
   """
   # -- checks -----------------------------------------------------------------
   fixed = dict(fixed or {})
-  optional = {"chunk_size": chunk_size, "memory_limit_bytes": memory_limit_bytes}
+  optional = {"chunk_size": chunk_size, "memory_limit_bytes": memory_limit_bytes,
+              "workers": workers}
   for name, value in {"epochs": epochs, "batch_size": batch_size, "eval_every": eval_every,
                       "eval_batch_size": eval_batch_size,
                       **{k: v for k, v in optional.items() if v is not None}}.items():
@@ -503,6 +555,7 @@ def sweep(
 
   metric_fns = {m: metrics_lib.get(m) for m in metrics}
   place = distributed.RunParallel(mesh, caller="sweep")
+  workers = workers or default_workers(place.ways)
   x_dev, y_dev = place.shared(x), place.shared(y)
   eval_dev = {p: (place.shared(a), place.shared(b)) for p, (a, b) in eval_sets.items()}
   eval_len = max([a.shape[0] for a, _ in eval_sets.values()]
@@ -538,7 +591,9 @@ def sweep(
 
     def one_epoch(state, idx, key, x, y, train_step=train_step, bs=bs):
       def step(state, batch, _unused):
-        return train_step(state, jnp.take(x, batch, axis=0), jnp.take(y, batch, axis=0))
+        # Indices from the run's own index array: in bounds, so "clip" (no select).
+        return train_step(state, jnp.take(x, batch, axis=0, mode="clip"),
+                          jnp.take(y, batch, axis=0, mode="clip"))
 
       # The run's own index array plays the data: batches of indices, then a gather.
       return steps_lib.make_scan_epoch(step, bs)(state, idx, idx, key)
@@ -552,8 +607,11 @@ def sweep(
 
     # The memory budget is per device: each holds 1/ways of a chunk's runs.
     size = chunk_size or place.ways * _auto_chunk_size(
-        train_step, params_one, rest_one, opt_shape, x, y, bs, eval_batch_size, budget)
+        train_step, params_one, rest_one, opt_shape, x, y, bs, eval_batch_size,
+        budget // workers)
     size = min(size, len(runs))
+    if chunk_size is None:  # a chunk for every worker
+      size = min(size, -(-len(runs) // workers))
     chunks_here = -(-len(runs) // size)
     size = -(-len(runs) // chunks_here)  # same number of chunks, least padding
     size = -(-size // place.ways) * place.ways  # whole runs on every device of the mesh
@@ -573,29 +631,47 @@ def sweep(
     init_fn = jax.jit(init, **place.jit(0, 0, 0))
     compiled: dict[str, Any] = {}
 
-    for chunk in range(chunks_here):
+    def chunk_inputs(chunk, size=size, runs=runs, vmapped=vmapped):
       ids = _pad_chunk(runs[chunk * size:(chunk + 1) * size], size)
-      real = len(runs[chunk * size:(chunk + 1) * size])
       seed_index = jnp.asarray(run_seed[ids])
       hyper = {k: jnp.asarray([configs[run_config[r]][k] for r in ids]) for k in vmapped}
       params = jax.tree.map(lambda a, i=seed_index: jnp.take(a, i, axis=0), seed_params)
       rest = jax.tree.map(lambda a, i=seed_index: jnp.take(a, i, axis=0), seed_rest)
       idx = jnp.asarray(train_idx[run_fold[ids] if folds is not None else np.zeros_like(ids)])
       base_keys = _keys_of_seeds(jnp.asarray([seeds[s] for s in run_seed[ids]]))
-      params, rest, hyper, idx, base_keys = place.runs((params, rest, hyper, idx, base_keys))
-      if not compiled:
-        tic = time.perf_counter()
-        compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
-        state_shape = jax.eval_shape(init, params, rest, hyper)
-        compiled["epoch"] = _compile(epoch_fn.lower(state_shape, idx, base_keys, x_dev, y_dev))
-        compile_seconds += time.perf_counter() - tic
-      tic = time.perf_counter()
+      return ids, place.runs((params, rest, hyper, idx, base_keys))
+
+    def evaluation_calls(state, ids, eval_fn=eval_fn, masked_fn=masked_fn):
+      calls = {p: (eval_fn, (state.params, state.model_state, *xy)) for p, xy in eval_dev.items()}
+      if folds is not None:
+        calls["val"] = (masked_fn, (state.params, state.model_state, x_dev, y_dev,
+                                    place.runs(val_idx[run_fold[ids]]),
+                                    place.runs(val_mask[run_fold[ids]])))
+      return calls
+
+    # Every program is compiled before the clock starts (the chunks may run at once).
+    tic = time.perf_counter()
+    ids, (params, rest, hyper, idx, base_keys) = chunk_inputs(0)
+    compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
+    state_shape = jax.eval_shape(init, params, rest, hyper)
+    compiled["epoch"] = _compile(epoch_fn.lower(state_shape, idx, base_keys, x_dev, y_dev))
+    if eval_epochs:
+      state = compiled["init"](params, rest, hyper)
+      for prefix, (fn, args) in evaluation_calls(state, ids).items():
+        compiled[prefix] = _compile(fn.lower(*args))
+    compile_seconds += time.perf_counter() - tic
+
+    def train_chunk(chunk, stop, size=size, runs=runs, compiled=compiled):
+      ids, (params, rest, hyper, idx, base_keys) = chunk_inputs(chunk)
+      real = len(runs[chunk * size:(chunk + 1) * size])
       state = compiled["init"](params, rest, hyper)
       alive = np.ones(size, bool)
       reference = np.full(size, np.nan)
       done_skipped = np.zeros(size, np.int64)
       evaluation = 0
       for epoch in range(epochs):
+        if stop.is_set():  # another chunk failed: its error is what the sweep raises
+          return
         keys_e = place.runs(_fold_in_epoch(base_keys, epoch))
         state, losses = compiled["epoch"](state, idx, keys_e, x_dev, y_dev)
         train_loss, done_skipped = _track(np.asarray(losses), np.asarray(state.skipped),
@@ -603,14 +679,8 @@ def sweep(
         if epoch not in eval_epochs:
           continue
         logs = {"train_loss": train_loss}
-        calls = {p: (eval_fn, (state.params, state.model_state, *xy)) for p, xy in eval_dev.items()}
-        if folds is not None:
-          calls["val"] = (masked_fn, (state.params, state.model_state, x_dev, y_dev,
-                                      place.runs(val_idx[run_fold[ids]]),
-                                      place.runs(val_mask[run_fold[ids]])))
-        for prefix, (fn, args) in calls.items():
-          out, spent = _timed_call(compiled, prefix, fn, *args)
-          tic, compile_seconds = tic + spent, compile_seconds + spent  # off the training clock
+        for prefix, (_, args) in evaluation_calls(state, ids).items():
+          out = compiled[prefix](*args)
           logs.update({f"{prefix}_{k}": np.asarray(v) for k, v in out.items()})
         for k, v in logs.items():
           v = np.where(alive, np.asarray(v, np.float64), np.nan)
@@ -623,7 +693,11 @@ def sweep(
         for j in range(real):
           final_params[ids[j]] = jax.tree.map(lambda a, j=j: a[j], host)
       jax.block_until_ready(state)
-      train_seconds += time.perf_counter() - tic
+
+    # Chunks write disjoint rows of the result arrays, so they may run side by side.
+    tic = time.perf_counter()
+    _run_chunks(train_chunk, chunks_here, workers)
+    train_seconds += time.perf_counter() - tic
 
   stacked = None
   if keep_params:
@@ -671,16 +745,6 @@ def _compile(lowered: Any) -> Any:
   while len(_COMPILED) > _COMPILED_MAX:
     _COMPILED.popitem(last=False)
   return compiled
-
-
-def _timed_call(compiled: dict[str, Any], name: str, fn: Any, *args: Any):
-  """Calls the compiled `fn` (compiling it on first use); returns (outputs, compile seconds)."""
-  spent = 0.0
-  if name not in compiled:
-    tic = time.perf_counter()
-    compiled[name] = _compile(fn.lower(*args))
-    spent = time.perf_counter() - tic
-  return compiled[name](*args), spent
 
 
 def _masked_evaluate(graphdef, loss_fn, metric_fns, batch_size):
