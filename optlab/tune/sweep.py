@@ -448,7 +448,10 @@ def sweep(
       one program's independent operations one after another, but programs
       called from different threads run side by side: with `chunk_size` None the
       runs are split into at least `workers` chunks, and the memory budget is
-      shared among them. ``workers=1`` trains the chunks one after another.
+      shared among them. ``workers=1`` trains the chunks one after another. A
+      chunk of another size is another compiled shape, so its runs' numbers may
+      differ from one program's in the last float bits (more after many steps):
+      pass `chunk_size` (and `workers`) to pin them across machines.
 
   Returns:
     A :class:`SweepResult`.
