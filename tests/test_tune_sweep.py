@@ -68,6 +68,20 @@ def test_concurrent_chunks_equal_the_single_program(iris, grid):
                              grid.params["layers"][0]["kernel"][ok], rtol=1e-5, atol=1e-6)
 
 
+def test_groups_of_other_batch_sizes_train_side_by_side_with_the_same_numbers(iris):
+  def run(**kwargs):
+    return sweep(_mlp, "sgd", iris, hyperparams={"learning_rate": [0.1, 0.3]},
+                 fixed={"momentum": 0.9}, seeds=[0], validation=iris, epochs=1, **kwargs)
+
+  together = run(batch_sizes=[16, 32], chunk_size=2, workers=2)  # two programs side by side
+  assert together.num_chunks == 2 and [c["batch_size"] for c in together.configs] == [16, 32] * 2
+  for column, batch_size in enumerate([16, 32]):
+    alone = run(batch_size=batch_size, workers=1)
+    for key in ("train_loss", "val_loss", "val_accuracy"):
+      assert np.isfinite(together[key]).all()
+      np.testing.assert_allclose(together[key][column::2], alone[key], rtol=1e-6, err_msg=key)
+
+
 def test_default_workers_follow_the_cores(monkeypatch):
   import importlib
 
@@ -80,6 +94,7 @@ def test_default_workers_follow_the_cores(monkeypatch):
 
 
 def test_a_failing_chunk_stops_the_sweep():
+  import functools
   import threading
 
   from optlab.tune.sweep import _run_chunks
@@ -91,8 +106,11 @@ def test_a_failing_chunk_stops_the_sweep():
     if chunk == 1:
       raise RuntimeError("chunk 1 failed")
 
+  def tasks(fn, count):
+    return [functools.partial(fn, chunk) for chunk in range(count)]
+
   with pytest.raises(RuntimeError, match="chunk 1 failed"):
-    _run_chunks(fails_second, 3, workers=1)
+    _run_chunks(tasks(fails_second, 3), workers=1)
   assert started == [0, 1]  # one after another: chunk 2 never starts
   started.clear()
   first_failed = threading.Event()
@@ -107,7 +125,7 @@ def test_a_failing_chunk_stops_the_sweep():
     stopped.append(chunk)
 
   with pytest.raises(RuntimeError, match="chunk 1 failed"):
-    _run_chunks(train_chunk, 4, workers=2)
+    _run_chunks(tasks(train_chunk, 4), workers=2)
   # Chunk 2 may start on the failed chunk's thread; chunk 3 waits for a free one: dropped.
   assert 0 in stopped and {0, 1} <= set(started) and 3 not in started
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import inspect
 import itertools
@@ -326,24 +327,23 @@ def default_workers(devices_per_chunk: int = 1) -> int:
   return max(1, cores // devices_per_chunk)
 
 
-def _run_chunks(train_chunk: Callable[[int, threading.Event], None], count: int,
-                workers: int) -> None:
-  """``train_chunk(i, stop)`` for i < `count`, `workers` at a time.
+def _run_chunks(tasks: Sequence[Callable[[threading.Event], None]], workers: int) -> None:
+  """Runs every ``task(stop)``, `workers` at a time, each from its own thread.
 
   The first error (or a KeyboardInterrupt while waiting) sets `stop`, which the
-  chunks check between epochs, drops the chunks not yet started, and is raised.
+  tasks check between epochs, drops the tasks not yet started, and is raised.
   """
   stop = threading.Event()
-  if workers == 1 or count == 1:
-    for chunk in range(count):
-      train_chunk(chunk, stop)
+  if workers == 1 or len(tasks) == 1:
+    for task in tasks:
+      task(stop)
     return
-  with concurrent.futures.ThreadPoolExecutor(min(workers, count),
+  with concurrent.futures.ThreadPoolExecutor(min(workers, len(tasks)),
                                              thread_name_prefix="optlab-sweep") as pool:
-    futures = [pool.submit(train_chunk, chunk, stop) for chunk in range(count)]
+    futures = [pool.submit(task, stop) for task in tasks]
     try:
       concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-    finally:  # an error in a chunk, or an interrupt here: stop the others early
+    finally:  # an error in a task, or an interrupt here: stop the others early
       if not all(f.done() and f.exception() is None for f in futures):
         stop.set()
         for future in futures:
@@ -577,6 +577,7 @@ def sweep(
   num_chunks = 0
   largest_chunk = 0
   budget = memory_limit_bytes or default_memory_limit()
+  tasks: list[Callable[[threading.Event], None]] = []  # one per chunk, of every group
 
   for (bs, _), runs in groups.items():
     config0 = configs[run_config[runs[0]]]
@@ -652,7 +653,7 @@ def sweep(
                                     place.runs(val_mask[run_fold[ids]])))
       return calls
 
-    # Every program is compiled before the clock starts (the chunks may run at once).
+    # Every program is compiled before the clock starts (chunks may run at once).
     tic = time.perf_counter()
     ids, (params, rest, hyper, idx, base_keys) = chunk_inputs(0)
     compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
@@ -664,7 +665,8 @@ def sweep(
         compiled[prefix] = _compile(fn.lower(*args))
     compile_seconds += time.perf_counter() - tic
 
-    def train_chunk(chunk, stop, size=size, runs=runs, compiled=compiled):
+    def train_chunk(chunk, stop, size=size, runs=runs, compiled=compiled,
+                    chunk_inputs=chunk_inputs, evaluation_calls=evaluation_calls):
       ids, (params, rest, hyper, idx, base_keys) = chunk_inputs(chunk)
       real = len(runs[chunk * size:(chunk + 1) * size])
       state = compiled["init"](params, rest, hyper)
@@ -697,10 +699,13 @@ def sweep(
           final_params[ids[j]] = jax.tree.map(lambda a, j=j: a[j], host)
       jax.block_until_ready(state)
 
-    # Chunks write disjoint rows of the result arrays, so they may run side by side.
-    tic = time.perf_counter()
-    _run_chunks(train_chunk, chunks_here, workers)
-    train_seconds += time.perf_counter() - tic
+    tasks += [functools.partial(train_chunk, chunk) for chunk in range(chunks_here)]
+
+  # Every group's programs are compiled; chunks (of any group) write disjoint rows of
+  # the result arrays, so they may run side by side.
+  tic = time.perf_counter()
+  _run_chunks(tasks, workers)
+  train_seconds += time.perf_counter() - tic
 
   stacked = None
   if keep_params:
