@@ -98,7 +98,8 @@ def main(mode: str, path: str) -> None:
     for i, leaf in enumerate(jax.tree.leaves(result.params)):
       out[f"sweep/param{i}"] = np.asarray(leaf)
     # The shardings the sweep's compiled programs take: the run axis split.
-    specs = {repr(s.spec) for program in _sweep_module()._COMPILED.values()
+    compiled = importlib.import_module("optlab.tune._chunks")._COMPILED
+    specs = {repr(s.spec) for program in compiled.values()
              for s in jax.tree.leaves(program.input_shardings) if hasattr(s, "spec")}
     out["sweep/run_specs"] = np.asarray(sorted(specs))
   elif mode == "sharded":

@@ -85,7 +85,7 @@ def test_groups_of_other_batch_sizes_train_side_by_side_with_the_same_numbers(ir
 def test_default_workers_follow_the_cores(monkeypatch):
   import importlib
 
-  sweep_module = importlib.import_module("optlab.tune.sweep")  # the module, not the function
+  sweep_module = importlib.import_module("optlab.tune._chunks")
   monkeypatch.setattr(sweep_module.os, "sched_getaffinity", lambda _: set(range(4)),
                       raising=False)
   assert sweep_module.default_workers() == 4
@@ -97,7 +97,7 @@ def test_a_failing_chunk_stops_the_sweep():
   import functools
   import threading
 
-  from optlab.tune.sweep import _run_chunks
+  from optlab.tune._chunks import _run_chunks
 
   started, stopped = [], []
 
