@@ -91,7 +91,11 @@ def test_model_sharded_state_on_eight_devices_matches_one_device(tmp_path):
   eight = _finish(proc, out)
   # A (data 4, model 2) mesh: kernels (and their Adam moments) split along "model".
   assert set(eight["sharded/state_specs"]) == {"P()", "P(None, 'model')"}
-  assert list(eight["sharded/batch_specs"]) == ["P('data',)"]
+  # The batch axis is split along "data" (labels P('data',)); the outputs' class axis
+  # may follow the last kernel along "model" (XLA's sharding propagation).
+  batch_specs = set(eight["sharded/batch_specs"])
+  assert "P('data',)" in batch_specs
+  assert batch_specs <= {"P('data',)", "P('data', 'model')"}, batch_specs
   assert _max_difference(_params(eight, "sharded/"), _params(reference)) < 1e-5
   np.testing.assert_allclose(eight["sharded/train_loss"], reference["train_loss"], rtol=1e-5)
 
