@@ -82,6 +82,17 @@ def test_groups_of_other_batch_sizes_train_side_by_side_with_the_same_numbers(ir
       np.testing.assert_allclose(together[key][column::2], alone[key], rtol=1e-6, err_msg=key)
 
 
+def test_sweeps_called_from_two_threads_at_once_give_the_single_call_numbers(iris, grid):
+  from concurrent.futures import ThreadPoolExecutor
+
+  with ThreadPoolExecutor(2) as pool:  # e.g. an Optuna study with n_jobs=2, a sweep per trial
+    results = list(pool.map(lambda _: _sweep(iris, workers=1), range(2)))
+  ok = grid.status == "completed"
+  for result in results:
+    np.testing.assert_array_equal(result.status, grid.status)
+    np.testing.assert_array_equal(result["val_loss"][ok], grid["val_loss"][ok])
+
+
 def test_default_workers_follow_the_cores(monkeypatch):
   import importlib
 

@@ -140,9 +140,11 @@ def _pad_chunk(runs: Sequence[int], size: int) -> np.ndarray:
 # baseline of the benchmark) reuses them instead of compiling again.
 _COMPILED: collections.OrderedDict[Any, Any] = collections.OrderedDict()
 _COMPILED_MAX = 32
+_COMPILED_LOCK = threading.Lock()  # sweeps may be called from several threads (trials)
 
 
 def _compile(lowered: Any) -> Any:
+  """``lowered.compile()``, or the program compiled earlier from the same text."""
   # Only programs whose text says everything: no constants passed as hidden
   # arguments, no host callbacks (Python objects the text does not show).
   lowering = getattr(lowered, "_lowering", None)
@@ -152,11 +154,13 @@ def _compile(lowered: Any) -> Any:
     return lowered.compile()
   key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), lowered.in_tree,
          lowered.out_tree)
-  if key in _COMPILED:
-    _COMPILED.move_to_end(key)
-    return _COMPILED[key]
-  compiled = lowered.compile()
-  _COMPILED[key] = compiled
-  while len(_COMPILED) > _COMPILED_MAX:
-    _COMPILED.popitem(last=False)
+  with _COMPILED_LOCK:
+    if key in _COMPILED:
+      _COMPILED.move_to_end(key)
+      return _COMPILED[key]
+  compiled = lowered.compile()  # outside the lock: two threads may compile the same once each
+  with _COMPILED_LOCK:
+    _COMPILED[key] = compiled
+    while len(_COMPILED) > _COMPILED_MAX:
+      _COMPILED.popitem(last=False)
   return compiled
