@@ -28,7 +28,8 @@ def task():
 @pytest.fixture(scope="module")
 def table(task):
   # check_init off: test_initial_parameters_are_the_standalone_models checks the same.
-  return tabulate_mlp_space(SPACE, task, **OPTIONS, chunk_size=4, check_init=False)
+  # Two chunks at a time (threads), as on a 2-core CPU by default.
+  return tabulate_mlp_space(SPACE, task, **OPTIONS, chunk_size=4, check_init=False, workers=2)
 
 
 def test_table_covers_the_space(table):
@@ -40,6 +41,13 @@ def test_table_covers_the_space(table):
   # One compilation, chunks of one activation each (3 activations × 6 runs, chunk 4 → 2 each).
   assert table.settings["compiles"] == 1 and table.settings["num_programs"] == 6
   assert table.settings["chunk_size"] == 3
+
+
+def test_chunks_side_by_side_equal_chunks_one_after_another(task, table):
+  alone = tabulate_mlp_space(SPACE, task, **OPTIONS, chunk_size=4, check_init=False, workers=1)
+  np.testing.assert_array_equal(table.curves, alone.curves)
+  np.testing.assert_array_equal(table.train_loss, alone.train_loss)
+  assert table.status == alone.status
 
 
 @pytest.mark.parametrize("index", [0, 9, 17], ids=["d1-w8-relu", "d2-tanh", "d2-w32-gelu"])
@@ -124,6 +132,8 @@ def test_bad_arguments_are_rejected(task):
     tabulate_mlp_space(SPACE, task, epochs=0)
   with pytest.raises(ValueError, match="chunk_size"):
     tabulate_mlp_space(SPACE, task, epochs=1, chunk_size=0)
+  with pytest.raises(ValueError, match="workers"):
+    tabulate_mlp_space(SPACE, task, epochs=1, workers=0)
   with pytest.raises(TypeError, match="SearchSpace"):
     tabulate_mlp_space({"depth": (1, 2)}, task, epochs=1)
 

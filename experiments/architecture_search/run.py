@@ -174,6 +174,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
       "verification": checks,
       "timing": {"tabulate_s": tabulate_s, "table_compile_s":
                  table.settings["total_compile_seconds"], "table_train_s":
+                 table.settings["train_wall_seconds"], "table_chunk_s":
                  table.settings["total_train_seconds"], "search_s": search_s,
                  "verify_s": float(sum(c["trained_seconds"] for c in checks)),
                  "total_s": time.perf_counter() - start}}
