@@ -213,6 +213,7 @@ def test_sweep_benchmark_reports_a_ratio():
 
   assert _matmul_flop_per_run_epoch(1437, 64, 8) == 22 * (4 * 64 * (64 * 8 + 80) + 2 * 64 * 80)
   assert values["matmul_peak_gflops"] > 0 and values["speedup_bound_at_matmul_peak"] > 0
+  assert values["xla_products_ms_per_run_epoch"] > 0 and values["speedup_bound_at_xla_products"] > 0
   if "ratio_all_cores_sharded_speedup" in values:  # a child process with one device per core
     assert values["all_cores_devices"] >= 2 and values["ratio_all_cores_sharded_speedup"] > 0
     assert values["all_cores_max_val_accuracy_difference"] < 0.05

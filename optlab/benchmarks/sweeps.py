@@ -23,10 +23,13 @@ run-epoch, this machine's rate for one large product (``matmul_peak_gflops``,
 ~210 on 2 cores), the rate the vectorized sweep reaches
 (``vectorized_matmul_gflops``) and the ratio a sweep doing nothing but its
 products at that peak would reach (``speedup_bound_at_matmul_peak``, 16–17×).
-XLA:CPU's small batched products run at 60–85 GFLOP/s per core (the layer-2
-weight gradient at ~23), so the products alone, on both cores, take about a
-tenth of the sequential time: the goal of 10× is out of reach of this program on
-2 CPU cores (48.9× on one H200).
+Then the same products as XLA:CPU runs them, and nothing else: the runs' batched
+products of every step in a ``lax.scan`` per chunk, the chunks side by side as
+the sweep runs them (``xla_products_*``), and the ratio a sweep would reach if
+nothing but those products took time (``speedup_bound_at_xla_products``: 8.0–9.0×
+on 2 cores, the products at 101–118 GFLOP/s, about half the large product's rate:
+small 64-wide and 10-wide batched products). The goal of 10× is out of reach of
+XLA:CPU on 2 cores even with everything but the products free (48.9× on one H200).
 
 The all-cores child (``all_cores_*``) repeats the measurements in a process with
 one CPU device per core (``--xla_force_host_platform_device_count``), where the
@@ -92,6 +95,52 @@ def _matmul_flop_per_run_epoch(examples: int, batch_size: int, hidden: int) -> f
   return (examples // batch_size) * per_step
 
 
+def _products_only_seconds(num_runs: int, steps: int, batch_size: int, hidden: int,
+                           workers: int, repeats: int = 5) -> float:
+  """Seconds XLA:CPU takes for nothing but the sweep's matrix products.
+
+  The runs' batched products of `steps` steps of the MLP 64-hidden-10 (forward, both
+  weight gradients, the hidden layer's input gradient; a tiny update keeps each step
+  dependent on the last), in one ``lax.scan`` per chunk, the runs split into
+  `workers` chunks called from as many threads, as ``sweep`` runs them: what the
+  vectorized sweep would take if everything else (data, loss, updates, checks,
+  evaluation, host work) cost nothing.
+  """
+  import time
+  from concurrent.futures import ThreadPoolExecutor
+
+  import jax
+  import jax.numpy as jnp
+
+  def products(w1, w2, x):
+    def step(carry, _):
+      w1, w2 = carry
+      h = jnp.einsum("rbi,rih->rbh", x, w1)
+      out = jnp.einsum("rbh,rho->rbo", h, w2)
+      dw2 = jnp.einsum("rbh,rbo->rho", h, out)
+      dh = jnp.einsum("rbo,rho->rbh", out, w2)
+      dw1 = jnp.einsum("rbi,rbh->rih", x, dh)
+      return (w1 - 1e-9 * dw1, w2 - 1e-9 * dw2), None
+
+    return jax.lax.scan(step, (w1, w2), None, length=steps)[0]
+
+  chunk = -(-num_runs // workers)
+  rng = np.random.default_rng(0)
+  args = [tuple(jnp.asarray(rng.normal(size=shape).astype(np.float32) * 0.1)
+                for shape in ((chunk, 64, hidden), (chunk, hidden, 10), (chunk, batch_size, 64)))
+          for _ in range(workers)]
+  compiled = jax.jit(products).lower(*args[0]).compile()
+  run = lambda a: jax.block_until_ready(compiled(*a))  # noqa: E731
+  with ThreadPoolExecutor(workers) as pool:
+    list(pool.map(run, args))
+    best = float("inf")
+    for _ in range(repeats):
+      start = time.perf_counter()
+      list(pool.map(run, args))
+      best = min(best, time.perf_counter() - start)
+  return best
+
+
 def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
              batch_size: int, repeats: int, mesh: bool = False) -> dict[str, float]:
   from optlab.train import distributed
@@ -142,6 +191,17 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
   results["matmul_mflop_per_run_epoch"] = flop / 1e6
   results["vectorized_matmul_gflops"] = num_runs * epochs * flop / vectorized_s / 1e9
   results["speedup_bound_at_matmul_peak"] = sequential_s / products_s
+  # The same products as XLA:CPU runs them (chunks side by side, as the sweep): the
+  # ratio the vectorized sweep would reach if nothing but its products took time.
+  from optlab.tune.sweep import default_workers
+
+  steps = train[0].shape[0] // batch_size
+  xla_products_s = epochs * _products_only_seconds(num_runs, steps, batch_size, hidden,
+                                                   max(1, vectorized.num_chunks
+                                                       if default_workers() > 1 else 1))
+  results["xla_products_ms_per_run_epoch"] = 1e3 * xla_products_s / (num_runs * epochs)
+  results["xla_products_gflops"] = num_runs * epochs * flop / xla_products_s / 1e9
+  results["speedup_bound_at_xla_products"] = sequential_s / xla_products_s
   results["ratio_one_program_speedup"] = sequential_s / one_program_s
   results["ratio_vectorized_speedup"] = sequential_s / vectorized_s
   if mesh:
