@@ -556,10 +556,8 @@ def sweep(
     compiled["init"] = _compile(init_fn.lower(params, rest, hyper))
     state_shape = jax.eval_shape(init, params, rest, hyper)
     compiled["epoch"] = _compile(epoch_fn.lower(state_shape, idx, base_keys, x_dev, y_dev))
-    if eval_epochs:
-      state = compiled["init"](params, rest, hyper)
-      for prefix, (fn, args) in evaluation_calls(state, ids).items():
-        compiled[prefix] = _compile(fn.lower(*args))
+    for prefix, (fn, args) in evaluation_calls(state_shape, ids).items():
+      compiled[prefix] = _compile(fn.lower(*args))
     compile_seconds += time.perf_counter() - tic
 
     def train_chunk(chunk, stop, size=size, runs=runs, compiled=compiled,
