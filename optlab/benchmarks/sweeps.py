@@ -196,9 +196,8 @@ def _measure(num_learning_rates: int, num_seeds: int, epochs: int, hidden: int,
   from optlab.tune.sweep import default_workers
 
   steps = train[0].shape[0] // batch_size
-  xla_products_s = epochs * _products_only_seconds(num_runs, steps, batch_size, hidden,
-                                                   max(1, vectorized.num_chunks
-                                                       if default_workers() > 1 else 1))
+  threads = min(vectorized.num_chunks, default_workers())  # as the sweep ran its chunks
+  xla_products_s = epochs * _products_only_seconds(num_runs, steps, batch_size, hidden, threads)
   results["xla_products_ms_per_run_epoch"] = 1e3 * xla_products_s / (num_runs * epochs)
   results["xla_products_gflops"] = num_runs * epochs * flop / xla_products_s / 1e9
   results["speedup_bound_at_xla_products"] = sequential_s / xla_products_s
