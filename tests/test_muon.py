@@ -1,6 +1,7 @@
 """Muon against its algorithm written out by hand (NumPy float64) and against optax.contrib."""
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -8,15 +9,18 @@ import numpy as np
 import optax
 import optax.contrib
 import pytest
+from flax import nnx
 
+from optlab.models import TransformerLM
 from optlab.optim.muon import (
-    NS_COEFFS,
-    as_matrix_shape,
-    matrix_mask,
-    muon,
-    orthogonalize,
-    scale_by_muon,
-    shape_scale,
+  NS_COEFFS,
+  as_matrix_shape,
+  flax_attention_matrix_axes,
+  matrix_mask,
+  muon,
+  orthogonalize,
+  scale_by_muon,
+  shape_scale,
 )
 
 STEPS = 5
@@ -249,3 +253,195 @@ def test_bad_inputs_raise():
     tx.update({"w": jnp.zeros((2, 3))}, tx.init(params), params)
   with pytest.raises(TypeError, match="dtype"):
     muon().init({"w": jnp.zeros((2, 3), jnp.int32)})
+
+
+# ----------------------------------------------------------------------------------
+# matrix_axes: flax's attention kernels as the layer's matrix.
+
+DIMS = optax.contrib.MuonDimensionNumbers
+ATTN_RNG = np.random.default_rng(11)  # its own stream: the tests above keep their draws
+# query (d_in, heads, head_dim) = (4, 2, 4): the layer's matrix is (4, 8), wide, so Jordan's
+# scale is √2 (the default view (8, 4) would give 1); out (heads, head_dim, d_out) = (2, 4, 4).
+ATTN_SHAPES = {"attn": {"query": {"kernel": (4, 2, 4)}, "out": {"kernel": (2, 4, 4)}},
+               "w": (4, 6), "b": (6,)}
+ATTN_PARAMS0 = jax.tree.map(lambda s: ATTN_RNG.normal(size=s), ATTN_SHAPES,
+                            is_leaf=lambda s: isinstance(s, tuple))
+ATTN_GRADIENTS = [jax.tree.map(lambda x: ATTN_RNG.normal(size=x.shape), ATTN_PARAMS0)
+                  for _ in range(3)]
+# Each leaf's matrix, written out: the query kernel as (d_in, heads·head_dim).
+ATTN_MATRIX = {"['attn']['query']['kernel']": (4, 8), "['attn']['out']['kernel']": (8, 4),
+               "['w']": (4, 6)}
+
+
+def attention_muon_reference(lr, beta, adam_lr, *, nesterov, steps, moonlight=False):
+  """Muon (no decay) on each leaf reshaped by hand to ATTN_MATRIX, Adam for `b`; float64."""
+  theta = {jax.tree_util.keystr(p): x.copy()
+           for p, x in jax.tree_util.tree_flatten_with_path(ATTN_PARAMS0)[0]}
+  buf = {k: np.zeros(x.shape) for k, x in theta.items()}
+  m, v = np.zeros(6), np.zeros(6)
+  trajectory = []
+  for t in range(1, steps + 1):
+    g = {jax.tree_util.keystr(p): x
+         for p, x in jax.tree_util.tree_flatten_with_path(ATTN_GRADIENTS[t - 1])[0]}
+    for k, (rows, cols) in ATTN_MATRIX.items():
+      buf[k] = beta * buf[k] + (1 - beta) * g[k]
+      update = (1 - beta) * g[k] + beta * buf[k] if nesterov else buf[k]
+      o = newton_schulz_reference(update.reshape(rows, cols)).reshape(update.shape)
+      scale = 0.2 * math.sqrt(max(rows, cols)) if moonlight else max(1, cols / rows) ** 0.5
+      theta[k] = theta[k] - lr * scale * o
+    m = 0.9 * m + 0.1 * g["['b']"]
+    v = 0.95 * v + 0.05 * g["['b']"] ** 2
+    theta["['b']"] = theta["['b']"] - adam_lr * (m / (1 - 0.9**t)) / (
+        np.sqrt(v / (1 - 0.95**t)) + 1e-10)
+    trajectory.append(dict(theta))
+  return trajectory
+
+
+def flat_trajectory(trajectory):
+  return [{jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(t)[0]}
+          for t in trajectory]
+
+
+@pytest.mark.parametrize(("jit", "nesterov", "scaling"),
+                         [(False, True, "jordan"), (True, True, "jordan"),
+                          (True, False, "moonlight")],
+                         ids=["eager-nesterov", "jit-nesterov", "jit-plain-moonlight"])
+def test_attention_kernels_are_orthogonalized_as_the_layer_matrix(jit, nesterov, scaling):
+  steps = 3 if jit else 2  # eager dispatch of every product is slow
+  tx = muon(0.02, beta=0.9, adam_learning_rate=0.01, nesterov=nesterov, shape_scaling=scaling,
+            matrix_axes=flax_attention_matrix_axes)
+  got = flat_trajectory(run(tx, jit=jit, params0=ATTN_PARAMS0, gradients=ATTN_GRADIENTS[:steps]))
+  expected = attention_muon_reference(0.02, 0.9, 0.01, nesterov=nesterov, steps=steps,
+                                      moonlight=scaling == "moonlight")
+  assert_trajectories_close(got, expected)
+  # The view and the scale of the query kernel are the layer's, not the default's.
+  assert as_matrix_shape((4, 2, 4), 1) == (4, 8) and as_matrix_shape((4, 2, 4)) == (8, 4)
+  assert shape_scale((4, 2, 4), axes=1) == math.sqrt(2) and shape_scale((4, 2, 4)) == 1.0
+  assert shape_scale((4, 2, 4), "moonlight", 0.2, axes=1) == 0.2 * math.sqrt(8)
+
+
+def test_transformer_lm_attention_kernels_get_the_layer_view():
+  # Shapes and paths only (nnx.eval_shape: no initializer is compiled or run).
+  model = nnx.eval_shape(lambda: TransformerLM(11, 8, d_model=8, num_heads=2, num_layers=1,
+                                               rngs=nnx.Rngs(0)))
+  state = nnx.state(model, nnx.Param)
+  for tree in (state, nnx.to_pure_dict(state)):
+    specs = {jax.tree_util.keystr(p): (np.shape(x), s) for (p, x), s in zip(
+        jax.tree_util.tree_flatten_with_path(tree)[0],
+        jax.tree.leaves(flax_attention_matrix_axes(tree), is_leaf=lambda s: s is None),
+        strict=True)}
+    one = {k: shape for k, (shape, s) in specs.items() if s == 1}
+    assert len(one) == 3 and set(one.values()) == {(8, 2, 4)}  # query, key, value
+    assert all(re.search(r"\['(query|key|value)'\]\['kernel'\]", k) for k in one)
+    out = [shape for k, (shape, s) in specs.items() if "['out']['kernel']" in k]
+    assert out == [(2, 4, 8)]  # (heads, head_dim, d_out): the default view is right
+    assert all(s is None for k, (_, s) in specs.items() if k not in one)
+  # Muon on the model's params: the query kernel's update is NS of its (8, 8) matrix.
+  params = jax.tree.map(lambda x: ATTN_RNG.normal(size=x.shape).astype(np.float32),
+                        nnx.to_pure_dict(state))
+  grads = jax.tree.map(lambda x: np.cos(3.0 * x + 1.0), params)
+  only_qkv = matrix_mask(exclude=("embed", "bias", "ff_", "out"))  # a small program to compile
+  tx = muon(1.0, beta=0.0, nesterov=False, muon_mask=only_qkv,
+            matrix_axes=flax_attention_matrix_axes)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  g = np.asarray(grads["blocks"][0]["attn"]["query"]["kernel"], np.float64)
+  np.testing.assert_allclose(-np.asarray(updates["blocks"][0]["attn"]["query"]["kernel"]),
+                             newton_schulz_reference(g.reshape(8, 8)).reshape(8, 2, 4),
+                             rtol=1e-4, atol=1e-5)
+
+
+def test_matches_optax_contrib_muon_given_equivalent_dimension_numbers():
+  params0 = {"query": {"kernel": ATTN_RNG.normal(size=(4, 2, 4))},
+             "out": {"kernel": ATTN_RNG.normal(size=(2, 4, 4))},
+             "t": ATTN_RNG.normal(size=(3, 2, 5))}
+  gradients = [jax.tree.map(lambda x: ATTN_RNG.normal(size=x.shape), params0) for _ in range(3)]
+  dims = {"query": {"kernel": DIMS(reduction_axis=0, output_axis=(1, 2))},
+          "out": {"kernel": DIMS(reduction_axis=(0, 1), output_axis=2)},
+          # A transposed view: rows are axis 1, columns axes (0, 2).
+          "t": DIMS(reduction_axis=1, output_axis=(0, 2))}
+  theirs = optax.contrib.muon(0.02, beta=0.9, eps=1e-7, nesterov=False,
+                              muon_weight_dimension_numbers=dims)
+  expected = flat_trajectory(optax_run(theirs, params0, gradients))
+  ours = muon(0.02, beta=0.9, eps=1e-7, nesterov=False, matrix_axes=dims)
+  assert_trajectories_close(flat_trajectory(optax_run(ours, params0, gradients)), expected,
+                            rtol=1e-5, atol=1e-6)
+  # Moonlight's scale (optax's consistent_rms) of the views; the flax helper and the int form
+  # give the same views as those dimension numbers.
+  theirs = optax.contrib.muon(0.02, beta=0.9, eps=1e-7, nesterov=False, consistent_rms=0.2,
+                              muon_weight_dimension_numbers=dims)
+  ours = muon(0.02, beta=0.9, eps=1e-7, nesterov=False, shape_scaling="moonlight",
+              matrix_axes=lambda p: {**flax_attention_matrix_axes(p), "t": dims["t"]})
+  assert_trajectories_close(flat_trajectory(optax_run(ours, params0, gradients)),
+                            flat_trajectory(optax_run(theirs, params0, gradients)),
+                            rtol=1e-5, atol=1e-6)
+
+
+def test_default_view_is_unchanged():
+  params = {k: jnp.asarray(PARAMS0[k], jnp.float32) for k in ("w", "tall", "conv")}
+  grads = {k: jnp.asarray(GRADIENTS[0][k], jnp.float32) for k in params}
+  default = scale_by_muon()
+  expected, _ = jax.jit(default.update)(grads, default.init(params))
+  for spec in (lambda p: jax.tree.map(lambda _: None, p), {"w": -1, "tall": 1, "conv": 3},
+               {"w": DIMS(0, 1), "tall": DIMS(0, 1), "conv": DIMS((0, 1, 2), 3)}):
+    tx = scale_by_muon(matrix_axes=spec)
+    got, _ = jax.jit(tx.update)(grads, tx.init(params))
+    for k in params:
+      np.testing.assert_array_equal(got[k], expected[k], err_msg=k)
+  # A 3-D leaf without a spec keeps the default view (d_in·heads, head_dim).
+  q = jnp.asarray(ATTN_RNG.normal(size=(4, 2, 4)), jnp.float32)
+  np.testing.assert_allclose(np.asarray(orthogonalize(q)).reshape(8, 4),
+                             newton_schulz_reference(np.asarray(q, np.float64).reshape(8, 4)),
+                             rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ({"attn": {"kernel": 1}}, r"tree structure.*no spec for leaves \['w'\]"),
+        ({"attn": {"kernel": 1}, "w": None, "x": 1}, r"tree structure.*lack: \['x'\]"),
+        ({"attn": {"kernel": 3}, "w": None}, r"\['attn'\]\['kernel'\].*rows=3 is out of range"),
+        ({"attn": {"kernel": 0}, "w": None}, r"\['attn'\]\['kernel'\].*rows=0 is out of range"),
+        ({"attn": {"kernel": DIMS(0, 5)}, "w": None}, r"\['attn'\]\['kernel'\].*out of range"),
+        ({"attn": {"kernel": DIMS(0, 1)}, "w": None}, r"kernel'\].*\[2\].*2 dims"),
+        ({"attn": {"kernel": DIMS((0, 1), (1, 2))}, "w": None}, "repeat an axis"),
+        ({"attn": {"kernel": "rows"}, "w": None}, r"kernel'\].*spec must be None"),
+        ({"attn": {"kernel": True}, "w": None}, "spec must be None"),
+        ({"attn": {"kernel": 1}, "w": 2}, r"\['w'\].*rows=2 is out of range"),
+    ],
+)
+def test_bad_matrix_axes_raise(spec, match):
+  params = {"attn": {"kernel": jnp.zeros((4, 2, 4))}, "w": jnp.zeros((4, 3))}
+  with pytest.raises(ValueError, match=match):
+    scale_by_muon(matrix_axes=spec).init(params)
+  with pytest.raises(ValueError, match=match):
+    muon(matrix_axes=lambda p: spec).init(params)
+
+
+def test_matrix_axes_in_muon_skip_adamw_leaves_and_need_static_when_injected():
+  params = {"attn": {"kernel": jnp.ones((4, 2, 4))}, "b": jnp.zeros(3)}
+  grads = {"attn": {"kernel": jnp.ones((4, 2, 4))}, "b": jnp.ones(3)}
+  # AdamW's leaves: their entry is ignored (here an int that would not fit a vector).
+  tx = muon(0.1, matrix_axes={"attn": {"kernel": 1}, "b": 1})
+  updates, _ = tx.update(grads, tx.init(params), params)
+  assert updates["attn"]["kernel"].shape == (4, 2, 4)
+  # A tree that misses a leaf, even AdamW's, does not match the params.
+  with pytest.raises(ValueError, match=r"no spec for leaves \['b'\]"):
+    muon(matrix_axes={"attn": {"kernel": 1}}).init(params)
+  # Injected: matrix_axes must be static (else it would be taken for a schedule).
+  factory = optax.inject_hyperparams(muon, static_args=("ns_steps", "ns_coeffs", "ns_dtype",
+                                                        "muon_mask", "matrix_axes"))
+  tx = factory(learning_rate=0.1, matrix_axes=flax_attention_matrix_axes)
+  tx.update(grads, tx.init(params), params)
+  # The registry lists it as static: optim.get(..., inject=True) keeps the view.
+  from optlab import optim
+
+  axes = {"attn": {"kernel": 1}, "b": None}
+  registered = optim.get("muon", inject=True, learning_rate=0.1, matrix_axes=axes)
+  direct = muon(0.1, matrix_axes=axes)
+  got, _ = registered.update(grads, registered.init(params), params)
+  want, _ = direct.update(grads, direct.init(params), params)
+  np.testing.assert_allclose(got["attn"]["kernel"], want["attn"]["kernel"], rtol=1e-6)
+  with pytest.raises(ValueError, match="static_args"):
+    flax_attention_matrix_axes(jnp.zeros([], jnp.int32))
+  with pytest.raises(ValueError, match="static_args"):
+    scale_by_muon(matrix_axes=jnp.asarray(1))

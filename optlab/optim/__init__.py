@@ -44,6 +44,7 @@ from optlab.optim.averaging import (
 from optlab.optim.cautious import cautious, cautious_adamw, cautious_lion
 from optlab.optim.lookahead import LookaheadState, lookahead, lookahead_slow_params
 from optlab.optim.mars import ScaleByMarsState, mars, scale_by_mars
+from optlab.optim.matrix_axes import flax_attention_matrix_axes
 from optlab.optim.momentum import MomentumState, gd, heavy_ball, nesterov, nesterov_iterate, sgd
 from optlab.optim.muon import ScaleByMuonState, matrix_mask, muon, orthogonalize, scale_by_muon
 from optlab.optim.nadam import ScaleByNadamState, nadam, scale_by_nadam
@@ -117,6 +118,7 @@ __all__ = [
     "describe",
     "ema",
     "ema_params",
+    "flax_attention_matrix_axes",
     "gd",
     "get",
     "get_schedule",

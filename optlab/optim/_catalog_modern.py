@@ -22,7 +22,7 @@ register(
         "shape_scaling": Choice(("jordan", "moonlight")),
     },
     tuned=("learning_rate", "adam_learning_rate"),
-    static_args=("ns_steps", "ns_coeffs", "ns_dtype", "muon_mask"),
+    static_args=("ns_steps", "ns_coeffs", "ns_dtype", "muon_mask", "matrix_axes"),
     paper="K. Jordan et al., 'Muon: An optimizer for hidden layers in neural networks', 2024, "
     "https://kellerjordan.github.io/posts/muon/",
     summary="Muon: Newton–Schulz-orthogonalized momentum for matrices and conv kernels, "
