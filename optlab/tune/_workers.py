@@ -6,7 +6,9 @@
 host a worker is alive while its pid exists, is not a zombie and still has the
 start time it recorded (so a reused pid is not mistaken for it; Linux /proc, the
 pid alone elsewhere on POSIX). On another host, or where liveness cannot be read,
-a heartbeat older than a grace period means dead.
+a heartbeat older than a grace period means dead. A trial claimed with a deadline
+(``search(trial_timeout=...)``) is abandoned once the deadline has passed, whether
+its worker lives or not (:func:`overdue`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from optlab.tune import _optuna
 
-optuna = _optuna.require()
+optuna = _optuna.deferred()  # importable without Optuna (search itself needs it)
 
 WORKER = "optlab_worker"  # trial system attrs: who runs it, its last heartbeat
 HEARTBEAT = "optlab_heartbeat"
@@ -48,7 +50,9 @@ def _read_text(path: str) -> str | None:
 def identity() -> dict[str, Any]:
   """This process: host, pid, start time, boot id and pid namespace (None where unknown).
 
-  A trial's record adds ``since``, the time it was claimed: its first sign of life.
+  A trial's record adds ``since``, the time it was claimed: its first sign of life;
+  with a trial timeout, also ``trial_timeout`` (seconds) and ``deadline``
+  (``since + trial_timeout``, as ``time.time()``).
   """
   stat = _proc_stat(os.getpid())
   try:
@@ -84,9 +88,31 @@ def process_gone(pid: int, start: int | None) -> str | None:
   return None
 
 
+def overdue(trial: optuna.trial.FrozenTrial, now: float) -> str | None:
+  """Why the running `trial` is past the deadline its worker recorded, or None.
+
+  A hung objective cannot be told from a slow one, and its worker may still be
+  alive (its heartbeat thread still beats): the deadline alone decides.
+  """
+  worker = trial.system_attrs.get(WORKER)
+  if not isinstance(worker, dict):
+    return None
+  deadline, timeout = worker.get("deadline"), worker.get("trial_timeout")
+  if not isinstance(deadline, (int, float)) or now <= deadline:
+    return None
+  since = worker.get("since")
+  ran = f" {now - since:.3g} s ago" if isinstance(since, (int, float)) else ""
+  limit = f"trial_timeout of {timeout:g} s" if isinstance(timeout, (int, float)) else "its deadline"
+  return (f"it exceeded {limit} (worker pid {worker.get('pid')} on host {worker.get('host')} "
+          f"started it{ran})")
+
+
 def abandon_reason(trial: optuna.trial.FrozenTrial, here: dict[str, Any], now: float,
                    grace: float, locked: bool) -> str | None:
   """Why the running `trial` is abandoned, or None while its worker may still run it.
+
+  A trial past its deadline (:func:`overdue`) is abandoned first of all; then one
+  whose worker is dead.
 
   Args:
     trial: a RUNNING trial.
@@ -96,6 +122,9 @@ def abandon_reason(trial: optuna.trial.FrozenTrial, here: dict[str, Any], now: f
     locked: whether the caller holds the lock under which workers create and claim
       trials; then a trial that no worker claimed is an orphan.
   """
+  late = overdue(trial, now)
+  if late is not None:
+    return late
   worker = trial.system_attrs.get(WORKER)
   if not isinstance(worker, dict):
     return ("no worker claimed it (its worker died right after creating it, or it was not "
@@ -123,24 +152,35 @@ def abandon_reason(trial: optuna.trial.FrozenTrial, here: dict[str, Any], now: f
 class Heartbeat:
   """A thread that writes the current trial's heartbeat every `every` seconds.
 
-  Set :attr:`trial_id` when a trial starts and back to None when it ends; use
+  Call :meth:`claim` when a trial starts and :meth:`release` when it ends; use
   as a context manager around the whole search (one thread, not one per trial).
-  A beat that fails (a busy storage, a trial that just finished) is dropped.
+  A beat that fails (a busy storage, a trial that just finished) is dropped. No
+  beat is written past the trial's deadline: a worker whose objective hangs
+  stops vouching for a trial that the other workers abandon.
   """
 
   def __init__(self, storage: optuna.storages.BaseStorage, every: float):
     self.storage = storage
     self.every = every
-    self.trial_id: int | None = None
+    self._current: tuple[int, float | None] | None = None  # (trial id, deadline): set at once
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._run, name="optlab-heartbeat", daemon=True)
 
+  def claim(self, trial_id: int, deadline: float | None = None) -> None:
+    """Beats for `trial_id` from now on, until `deadline` (a ``time.time()``; None: no limit)."""
+    self._current = (trial_id, deadline)
+
+  def release(self) -> None:
+    """Stops beating: the trial has ended."""
+    self._current = None
+
   def _run(self) -> None:
     while not self._stop.wait(self.every):
-      trial_id = self.trial_id
-      if trial_id is not None:
-        with contextlib.suppress(Exception):
-          self.storage.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+      current, now = self._current, time.time()
+      if current is None or (current[1] is not None and now > current[1]):
+        continue
+      with contextlib.suppress(Exception):
+        self.storage.set_trial_system_attr(current[0], HEARTBEAT, now)
 
   def __enter__(self) -> Heartbeat:
     self._thread.start()

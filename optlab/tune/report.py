@@ -51,8 +51,9 @@ class SearchResult:
     """One row per trial: number, state, value, each parameter (None if inactive), duration.
 
     ``n_intermediate`` counts the intermediate values the trial reported. A trial
-    whose worker died and whose configuration was run again is ``"abandoned"``
-    (stored as a failed trial; the re-run is another row).
+    whose worker died, or that ran past ``search(trial_timeout=...)``, and whose
+    configuration was run again is ``"abandoned"`` (stored as a failed trial; the
+    re-run is another row). One given up for good is ``"fail"``.
     """
     rows = []
     for t in self.study.get_trials(deepcopy=False):

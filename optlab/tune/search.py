@@ -7,7 +7,10 @@ Parzen estimators) or ``"gp"`` (Gaussian-process Bayesian optimisation). Pruners
 stop unpromising trials early from the intermediate values a trial reports
 (:meth:`Trial.report`, or :class:`PruningCallback` inside ``optlab.train.fit``).
 A study kept in a file (SQLite or an Optuna journal) resumes where it stopped
-and is shared by several workers that together run exactly ``n_trials``.
+and is shared by several workers that together run exactly ``n_trials``; a
+trial whose worker died, or that runs past ``trial_timeout``, runs again.
+The worker loop is in ``optlab.tune._loop``, the study's storage and checks in
+``optlab.tune._study``, worker records and heartbeats in ``optlab.tune._workers``.
 
 Example:
   >>> from optlab.optim.space import LogUniform, Uniform
@@ -27,15 +30,12 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import importlib.util
 import math
 import os
-import pathlib
-import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -50,17 +50,14 @@ from optlab.optim.space import (
     Uniform,
 )
 from optlab.train.callbacks import Callback
-from optlab.tune import _optuna, _workers
+from optlab.tune import _loop, _optuna, _study
 from optlab.tune.report import SearchResult, _decode, _Encoding
 
 optuna = _optuna.require()
 
 STRATEGIES = ("grid", "random", "quasi_random", "tpe", "gp")
 PRUNERS = ("none", "median", "percentile", "successive_halving", "hyperband")
-_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-_JOURNAL_SUFFIXES = (".log", ".jsonl", ".journal")
 _TrialState = optuna.trial.TrialState
-_COUNTED = (_TrialState.COMPLETE, _TrialState.PRUNED, _TrialState.FAIL, _TrialState.RUNNING)
 # A running trial's worker writes a heartbeat this often; a worker on another host whose
 # heartbeat is older than the grace period is taken for dead (hosts' clocks must agree).
 HEARTBEAT_SECONDS = 30.0
@@ -68,10 +65,9 @@ HEARTBEAT_GRACE_SECONDS = 300.0
 # A configuration whose workers died this many more times is not run again (it may be what
 # kills them, e.g. by running out of memory): its last trial stays failed and counts.
 MAX_RERUNS = 2
-_ABANDONED = "optlab_abandoned"  # trial system attrs: why it was abandoned, whether it is given
-_NO_RERUN = "optlab_no_rerun"  # up, and which abandoned trial a re-run repeats (worker and
-_RERUN_OF = "optlab_rerun_of"  # heartbeat: optlab.tune._workers)
-_GRID_ATTRS = ("grid_id", "search_space", "optlab_grid_id")  # a re-run keeps its grid point
+# A configuration whose trials passed their deadline (trial_timeout) this many more times is
+# not run again (it may be what hangs): its last trial stays failed and counts.
+MAX_TIMEOUT_RERUNS = 1
 
 
 class Trial:
@@ -153,6 +149,7 @@ def search(
     grid_points: int | Mapping[str, int] = 5,
     quasi_random: str = "sobol",
     timeout: float | None = None,
+    trial_timeout: float | None = None,
     catch: tuple[type[BaseException], ...] = (),
     show_progress: bool = False,
 ) -> SearchResult:
@@ -181,7 +178,8 @@ def search(
   a new one only while there are fewer than `n_trials`. (Optuna's
   ``MaxTrialsCallback`` checks only after a trial ends, so concurrent workers
   would overshoot.) Calling again with a larger `n_trials` adds only the missing
-  trials; a worker that finds the study full returns at once. Grid trial ``k``
+  trials; a worker that finds the study full returns at once (with
+  `trial_timeout`, once no running trial has a deadline left). Grid trial ``k``
   evaluates grid point ``k`` of one seeded shuffle (the study's first seed), so
   two workers never evaluate the same point; Sobol points are numbered in the
   study too. Random, TPE and GP workers derive their seed from `seed` and the
@@ -189,7 +187,8 @@ def search(
   configurations (a fresh single-process run uses `seed` itself). An Optuna RDB
   URL other than SQLite gets no lock and may overshoot by up to one trial per
   extra worker. A worker returns once no trial is left to start, while other
-  workers may still be finishing theirs (the last one to return sees them all).
+  workers may still be finishing theirs (the last one to return sees them all;
+  with `trial_timeout`, see below).
   The lock file (``<storage>.optlab.lock``) stays beside the storage.
 
   Dead workers: each trial records its worker (host, pid, the process's start
@@ -210,8 +209,34 @@ def search(
   (its worker died right after creating it, or an older optlab or plain Optuna
   started it) is abandoned too. Where a worker's liveness cannot be read (not
   POSIX), the heartbeat decides; a worker that was taken for dead but finishes
-  after all gets a warning and its value is dropped. A worker that hangs but
-  lives on this host is never abandoned.
+  after all gets a warning and its value is dropped.
+
+  Hung workers: a worker whose objective hangs while its process lives (a
+  deadlock, a stuck read; its heartbeat thread still beats) is not dead, so
+  without `trial_timeout` its trial is never abandoned and the study never
+  completes. With `trial_timeout`, the worker that claims a trial records its
+  deadline in the worker record (``trial_timeout`` and ``deadline``, by its
+  clock), and any worker that finds a running trial past its deadline abandons
+  it as above, alive or not: the reason says it exceeded trial_timeout (system
+  attr ``optlab_timed_out`` holds the seconds), and its configuration runs again
+  once (a transient hang gets a second chance); a configuration past its
+  deadline :data:`MAX_TIMEOUT_RERUNS` + 1 times may be what hangs: its last
+  trial stays failed and counts, and it is not run again. The hung worker stops
+  beating for a trial once it is past its deadline; if its objective ever
+  returns, the outcome is dropped with a warning (the trial is failed already,
+  the re-run counts) and the worker goes on. A trial that returns late but
+  before any worker abandoned it keeps its result. A worker with
+  `trial_timeout` that finds no trial left to start does not return while a
+  running trial with a deadline remains: it looks again at that deadline (at
+  least every second) and re-runs what it abandons, so the search it returns
+  from is complete (unless `timeout` ends it first). What it cannot do: the hung
+  computation is not interrupted in its own process (Python cannot stop a
+  thread, nor JAX a running computation): that process keeps running, holding
+  its memory and devices, until you kill it. Each hung attempt holds one worker,
+  so a configuration that always hangs holds two. A lone worker that hangs
+  leaves nobody to abandon its trial: start another worker, or kill it and
+  resume. Set `trial_timeout` well above the slowest healthy trial (compilation
+  included).
 
   Args:
     objective: ``objective(config, trial) -> float``.
@@ -231,6 +256,9 @@ def search(
       number, or ``{name: points}``; Choices contribute all their options).
     quasi_random: ``"sobol"`` or ``"halton"``.
     timeout: stop asking for new trials after this many seconds.
+    trial_timeout: seconds a trial may run before any worker abandons it and runs
+      its configuration again (see "Hung workers" above), or None (no limit).
+      Needs a file or database `storage`, which other workers share.
     catch: exception types that fail a trial without stopping the search.
     show_progress: show a progress bar (needs tqdm).
 
@@ -243,19 +271,19 @@ def search(
   """
   space, strategy, direction, n_trials, grid_configs = _validate(
       objective, space, strategy, direction, n_trials, seed, grid_points, quasi_random, timeout,
-      catch)
+      trial_timeout, storage, catch)
   pruner = _make_pruner(pruner)
-  resolved, lock_path = _resolve_storage(storage)
+  resolved, lock_path = _study.resolve_storage(storage)
   encodings = {name: _Encoding(space.dimension(name)) for name in space
                if isinstance(space.dimension(name), Choice)}
   verbosity = optuna.logging.get_verbosity()
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   try:
-    with _file_lock(lock_path):  # concurrent workers would race to create the tables and study
+    with _study.file_lock(lock_path):  # concurrent workers would race to create tables and study
       study = optuna.create_study(storage=resolved, study_name=study_name, direction=direction,
                                   load_if_exists=True, pruner=pruner,
                                   sampler=optuna.samplers.RandomSampler(seed=seed))
-      study_seed = _check_study(study, space, strategy, direction, seed, grid_points)
+      study_seed = _study.check_study(study, space, strategy, direction, seed, grid_points)
     if strategy == "grid" and n_trials is None:
       n_trials = len(grid_configs)
 
@@ -265,15 +293,23 @@ def search(
       return _make_sampler(strategy, space, encodings, grid_configs, grid_points, study_seed,
                            worker_seed, quasi_random, shared=storage is not None)
 
-    _run(study, objective, space, encodings, n_trials, make_sampler, lock_path, timeout, catch,
-         show_progress)
+    def evaluate(ot: optuna.trial.Trial) -> Any:
+      config = _suggest(ot, space, encodings)
+      return objective(dict(config), Trial(ot, config))
+
+    # The module's constants are read here, when search runs, so that they can be changed.
+    _loop.run(study, evaluate, n_trials, make_sampler, lock_path, timeout, catch, show_progress,
+              trial_timeout=None if trial_timeout is None else float(trial_timeout),
+              heartbeat_seconds=HEARTBEAT_SECONDS,
+              grace_seconds=HEARTBEAT_GRACE_SECONDS, max_reruns=MAX_RERUNS,
+              max_timeout_reruns=MAX_TIMEOUT_RERUNS)
   finally:
     optuna.logging.set_verbosity(verbosity)
   return _result(study, space, direction)
 
 
 def _validate(objective, space, strategy, direction, n_trials, seed, grid_points, quasi_random,
-              timeout, catch):
+              timeout, trial_timeout, storage, catch):
   if not callable(objective):
     raise TypeError(f"search: objective must be callable as objective(config, trial), got "
                     f"{type(objective).__name__}")
@@ -296,6 +332,15 @@ def _validate(objective, space, strategy, direction, n_trials, seed, grid_points
     raise ValueError(f"search: quasi_random must be 'sobol' or 'halton', got {quasi_random!r}")
   if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
     raise ValueError(f"search: timeout must be a number of seconds > 0 or None, got {timeout!r}")
+  if trial_timeout is not None:
+    if (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float, np.number))
+        or not math.isfinite(trial_timeout) or trial_timeout <= 0):
+      raise ValueError(f"search: trial_timeout must be a finite number of seconds > 0 or None, "
+                       f"got {trial_timeout!r}")
+    if storage is None or isinstance(storage, optuna.storages.InMemoryStorage):
+      raise ValueError("search: trial_timeout needs a file or database storage: a hung trial is "
+                       "abandoned by another worker sharing the study, and an in-memory study "
+                       f"has none (got storage={storage!r})")
   if not isinstance(catch, tuple) or not all(
       isinstance(c, type) and issubclass(c, BaseException) for c in catch):
     raise TypeError(f"search: catch must be a tuple of exception types, got {catch!r}")
@@ -322,76 +367,6 @@ def _make_pruner(pruner: Any) -> optuna.pruners.BasePruner:
     raise ValueError(f"search: unknown pruner {pruner!r}; accepted: None, "
                      f"{', '.join(map(repr, PRUNERS))} or an optuna.pruners.BasePruner")
   return makers[key]()
-
-
-def _resolve_storage(storage: Any) -> tuple[Any, pathlib.Path | None]:
-  """Optuna storage (or URL) for `storage`, and the lock file that serialises trial creation."""
-  if storage is None or isinstance(storage, optuna.storages.BaseStorage):
-    return storage, None
-  if isinstance(storage, str) and "://" in storage:
-    if storage.startswith("sqlite:///") and storage != "sqlite:///:memory:":
-      path = pathlib.Path(storage[len("sqlite:///"):])
-      _check_directory(path, storage)
-      return storage, path.with_name(path.name + ".optlab.lock")
-    return storage, None
-  if not isinstance(storage, (str, os.PathLike)):
-    raise TypeError(f"search: storage must be None, a path, an Optuna URL or an Optuna storage, "
-                    f"got {type(storage).__name__}")
-  path = pathlib.Path(storage).expanduser().absolute()
-  suffix = path.suffix.lower()
-  if suffix not in _SQLITE_SUFFIXES + _JOURNAL_SUFFIXES:
-    raise ValueError(f"search: storage path {str(storage)!r} must end in "
-                     f"{'/'.join(_SQLITE_SUFFIXES)} (SQLite) or {'/'.join(_JOURNAL_SUFFIXES)} "
-                     "(Optuna journal file), or be a URL such as 'sqlite:///study.db'")
-  _check_directory(path, storage)
-  lock = path.with_name(path.name + ".optlab.lock")
-  if suffix in _SQLITE_SUFFIXES:
-    return f"sqlite:///{path}", lock
-  from optuna.storages.journal import JournalFileBackend
-
-  return optuna.storages.JournalStorage(JournalFileBackend(str(path))), lock
-
-
-def _check_directory(path: pathlib.Path, storage: Any) -> None:
-  directory = path.parent
-  if not directory.is_dir():
-    raise ValueError(f"search: storage {str(storage)!r}: the directory {str(directory)!r} does "
-                     "not exist; create it first")
-  if not os.access(directory, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-    raise ValueError(f"search: storage {str(storage)!r} is not writable")
-
-
-def _fingerprint(space: SearchSpace) -> str:
-  return "; ".join(f"{name}: {space[name]!r}" for name in space)
-
-
-def _check_study(study, space, strategy, direction, seed, grid_points) -> int:
-  """Records this search's settings on a new study, or checks them against an existing one.
-
-  Returns the study's first seed (the grid order and Sobol scrambling use it).
-  """
-  attrs = study.user_attrs
-  existing = study.direction.name.lower()
-  if existing != direction:
-    raise ValueError(f"search: study {study.study_name!r} exists with direction {existing!r}; "
-                     f"this search asks for {direction!r}. Use another study_name.")
-  if "optlab_space" not in attrs:
-    study.set_user_attr("optlab_space", _fingerprint(space))
-    study.set_user_attr("optlab_strategy", strategy)
-    study.set_user_attr("optlab_direction", direction)
-    study.set_user_attr("optlab_seed", int(seed))
-    if strategy == "grid":
-      study.set_user_attr("optlab_grid_points", repr(grid_points))
-    attrs = study.user_attrs
-  if attrs["optlab_space"] != _fingerprint(space):
-    raise ValueError(f"search: study {study.study_name!r} was searched over a different space;\n"
-                     f"  stored:    {attrs['optlab_space']}\n  requested: {_fingerprint(space)}\n"
-                     "Use another study_name (or storage) for a different space.")
-  stored_grid = attrs.get("optlab_grid_points")
-  if strategy == "grid" and stored_grid is not None and stored_grid != repr(grid_points):
-    raise ValueError(f"search: study {study.study_name!r} is a grid with grid_points="
-                     f"{stored_grid}; this search asks for grid_points={grid_points!r}")
-  return int(attrs.get("optlab_seed", seed))
 
 
 def _suggest(ot: optuna.trial.Trial, space: SearchSpace, encodings: dict) -> dict[str, Any]:
@@ -447,7 +422,7 @@ class _ExpandedGridSampler(optuna.samplers.BaseSampler):
     if trial.number < len(self._params):
       grid_id = int(self._order[trial.number])
     else:
-      trials = [t for t in study.get_trials(deepcopy=False) if not _is_abandoned(t)]
+      trials = [t for t in study.get_trials(deepcopy=False) if not _loop.is_abandoned(t)]
       taken = {t.system_attrs.get("optlab_grid_id") for t in trials}
       done = {t.system_attrs.get("optlab_grid_id") for t in trials if t.state.is_finished()}
       every = range(len(self._params))
@@ -489,167 +464,6 @@ def _make_sampler(strategy, space, encodings, grid_configs, grid_points, study_s
       return optuna.samplers.TPESampler(seed=worker_seed, multivariate=True, group=conditional,
                                         constant_liar=shared)
     return optuna.samplers.GPSampler(seed=worker_seed, warn_independent_sampling=False)
-
-
-@contextlib.contextmanager
-def _file_lock(path: pathlib.Path | None) -> Iterator[None]:
-  """Holds an exclusive lock on `path` (nothing when None or without fcntl)."""
-  try:
-    import fcntl
-  except ImportError:  # Windows: no lock, trials may overshoot with concurrent workers.
-    fcntl = None
-  if path is None or fcntl is None:
-    yield
-    return
-  with open(path, "a") as handle:
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _run(study, objective, space, encodings, n_trials, make_sampler, lock_path, timeout, catch,
-         show_progress) -> None:
-  deadline = None if timeout is None else time.monotonic() + timeout
-  tracked = not isinstance(study._storage, optuna.storages.InMemoryStorage)
-  here = _workers.identity()
-  bar = None
-  sampler_ready = False
-  beats = (_workers.Heartbeat(study._storage, HEARTBEAT_SECONDS) if tracked
-           else contextlib.nullcontext())
-  try:
-    with beats:
-      while deadline is None or time.monotonic() < deadline:
-        with _file_lock(lock_path):
-          trials = study.get_trials(deepcopy=False)
-          if tracked and _reap(study, trials, here, locked=lock_path is not None):
-            trials = study.get_trials(deepcopy=False)
-          count = sum(t.state in _COUNTED and not _is_abandoned(t) for t in trials)
-          if count >= n_trials:
-            break
-          if not sampler_ready:
-            study.sampler = make_sampler(count)
-            sampler_ready = True
-            if show_progress:
-              bar = _progress_bar(n_trials, count)
-          if tracked:
-            _enqueue_rerun(study, trials)
-          ot = study.ask()
-          if tracked:  # claimed under the lock: a running trial without a worker is an orphan
-            study._storage.set_trial_system_attr(ot._trial_id, _workers.WORKER,
-                                                 {**here, "since": time.time()})
-            beats.trial_id = ot._trial_id
-        try:
-          _run_trial(study, ot, objective, space, encodings, catch, tracked)
-        finally:
-          if tracked:
-            beats.trial_id = None
-        if bar is not None:
-          bar.update(1)
-  finally:
-    if bar is not None:
-      bar.close()
-
-
-def _is_abandoned(trial: optuna.trial.FrozenTrial) -> bool:
-  """Whether `trial` was abandoned and is run again (so it does not count)."""
-  attrs = trial.system_attrs
-  return trial.state == _TrialState.FAIL and _ABANDONED in attrs and not attrs.get(_NO_RERUN)
-
-
-def _reap(study: optuna.Study, trials, here: dict[str, Any], locked: bool) -> bool:
-  """Marks the running trials of dead workers failed and abandoned; whether there were any."""
-  now, storage = time.time(), study._storage
-  by_number = {t.number: t for t in trials}
-  reaped = False
-  for t in trials:
-    if t.state != _TrialState.RUNNING:
-      continue
-    reason = _workers.abandon_reason(t, here, now, HEARTBEAT_GRACE_SECONDS, locked)
-    if reason is None:
-      continue
-    reruns, previous = 0, t.system_attrs.get(_RERUN_OF)
-    while previous in by_number and reruns <= MAX_RERUNS:
-      reruns, previous = reruns + 1, by_number[previous].system_attrs.get(_RERUN_OF)
-    give_up = reruns >= MAX_RERUNS
-    note = (f"; its configuration was abandoned {reruns + 1} times, so it is not run again "
-            "(MAX_RERUNS)" if give_up else "")
-    try:  # attrs first: a finished trial takes none (and the abandoned mark needs FAIL too)
-      storage.set_trial_system_attr(t._trial_id, _ABANDONED, reason)
-      if give_up:
-        storage.set_trial_system_attr(t._trial_id, _NO_RERUN, True)
-      storage.set_trial_user_attr(t._trial_id, "optlab_fail_reason",
-                                  f"abandoned: {reason}{note}")
-      storage.set_trial_state_values(t._trial_id, _TrialState.FAIL)
-    except optuna.exceptions.UpdateFinishedTrialError:
-      continue  # it finished meanwhile, or another worker reaped it
-    warnings.warn(f"search: trial {t.number} of study {study.study_name!r} is abandoned: "
-                  f"{reason}; it is marked failed" + (note or " and its configuration runs again"),
-                  RuntimeWarning, stacklevel=4)
-    reaped = True
-  return reaped
-
-
-def _enqueue_rerun(study: optuna.Study, trials) -> None:
-  """Queues the first abandoned trial that has no re-run yet, with its parameters and grid point."""
-  rerun = {t.system_attrs.get(_RERUN_OF) for t in trials}
-  for t in trials:
-    if _is_abandoned(t) and t.number not in rerun:
-      attrs = {"fixed_params": dict(t.params), _RERUN_OF: t.number}
-      attrs.update({k: t.system_attrs[k] for k in _GRID_ATTRS if k in t.system_attrs})
-      study.add_trial(optuna.trial.create_trial(state=_TrialState.WAITING, system_attrs=attrs))
-      return
-
-
-def _progress_bar(total: int, initial: int):
-  try:
-    from tqdm.auto import tqdm
-  except ImportError:
-    warnings.warn("search: show_progress needs tqdm (pip install tqdm)", stacklevel=3)
-    return None
-  return tqdm(total=total, initial=initial, desc="search")
-
-
-def _run_trial(study, ot, objective, space, encodings, catch, tracked) -> None:
-  error: BaseException | None = None
-  state = None
-  value = None
-  try:
-    config = _suggest(ot, space, encodings)
-    raw = objective(dict(config), Trial(ot, config))
-  except optuna.TrialPruned:
-    state = _TrialState.PRUNED
-  except BaseException as e:  # recorded, then raised again unless caught
-    state, error = _TrialState.FAIL, e
-  if tracked and study._storage.get_trial(ot._trial_id).state != _TrialState.RUNNING:
-    reason = study._storage.get_trial_system_attrs(ot._trial_id).get(_ABANDONED, "")
-    warnings.warn(f"search: trial {ot.number} was taken for abandoned by another worker while "
-                  f"it ran ({reason}); its outcome is dropped (the re-run counts)",
-                  RuntimeWarning, stacklevel=4)
-    if error is not None and not isinstance(
-        error, (*catch, optuna.exceptions.UpdateFinishedTrialError)):
-      raise error
-    return
-  if state is None:
-    try:
-      value = float(raw)
-    except (TypeError, ValueError):
-      state = _TrialState.FAIL
-      error = TypeError(f"search: the objective must return a float, got {raw!r} "
-                        f"({type(raw).__name__}) in trial {ot.number}")
-    else:
-      if not math.isfinite(value):
-        state = _TrialState.FAIL
-        ot.set_user_attr("optlab_fail_reason", f"non-finite objective value {value!r}")
-  if error is not None:
-    ot.set_user_attr("optlab_fail_reason", repr(error))
-  if state is None:
-    study.tell(ot, value)
-  else:
-    study.tell(ot, state=state)
-  if error is not None and not isinstance(error, catch):
-    raise error
 
 
 def _result(study: optuna.Study, space: SearchSpace, direction: str) -> SearchResult:
