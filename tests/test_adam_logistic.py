@@ -171,3 +171,35 @@ def test_a_dataset_missing_from_the_machine_is_skipped_with_its_install_message(
   records = RUN.run(cfg, tmp_path / "results.jsonl")
   assert {r["dataset"] for r in records} == {"sparse"}
   assert "skipping fashion_mnist" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_from_its_saved_sweeps(tiny_run, tmp_path, monkeypatch, capsys):
+  """A run that dies in its second (dataset, method) sweep keeps the first (saved at once);
+  run again, it reads that one back, computes only the other, and ends with the records of
+  the uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
+  real, calls = RUN.method_outcome, []
+
+  def dies_in_the_second(cfg, method, *args, **kwargs):
+    calls.append(method)
+    if len(calls) == 2:
+      raise RuntimeError("killed")
+    return real(cfg, method, *args, **kwargs)
+
+  monkeypatch.setattr(RUN, "method_outcome", dies_in_the_second)
+  path = tmp_path / "results.jsonl"
+  cfg = TINY.replace(num_seeds=2)  # what tiny_run's `--seeds 2 --seed 3` ran
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(cfg, path, seed=3)
+  assert not path.exists()
+  records = RUN.run(cfg, path, seed=3)
+  assert calls == ["nesterov", "adagrad", "adagrad"]  # the first sweep was not run again
+  out = capsys.readouterr().out
+  assert "resuming run" in out and out.rstrip().endswith("sparse/nesterov)")
+  assert results.read_records(path) == json.loads(json.dumps(results.to_jsonable(records)))
+
+  def science(r):  # without what differs between runs: identity, timing and provenance
+    drop = ("run_id", "provenance", "timing", "seconds_to_target")
+    return {k: v for k, v in r.items() if k not in drop}
+
+  want = results.read_records(tiny_run[0])
+  assert [science(r) for r in results.read_records(path)] == [science(r) for r in want]

@@ -28,6 +28,20 @@ TINY = RUN.config.QUICK.replace(name="tiny", max_depth=2, widths=(8, 16),
                                 methods=("random", "bayesian"))
 
 
+_TABLES = {}
+
+
+def _tabulate_once(cfg, task):
+  """`RUN.tabulate`, kept per config: the runs of this module with one config share the
+  table, which is then trained (and compiled) once."""
+  if cfg not in _TABLES:
+    _TABLES[cfg] = _tabulate_once.real(cfg, task)
+  return _TABLES[cfg]
+
+
+_tabulate_once.real = RUN.tabulate
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
   """`main` on TINY (as `optlab reproduce` calls it): the records file and the figure."""
@@ -35,6 +49,7 @@ def tiny_run(tmp_path_factory):
   path, figure = out / "results.jsonl", out / "figure.png"
   with pytest.MonkeyPatch.context() as patch:
     patch.setitem(RUN.config.CONFIGS, "quick", TINY)
+    patch.setattr(RUN, "tabulate", _tabulate_once)
     assert RUN.main(["--quick", "--seeds", "3", "--results", str(path), "--figure",
                      str(figure)]) == 0
   return path, figure
@@ -75,6 +90,48 @@ def test_figure_redraws_from_the_records_alone(tiny_run, tmp_path, capsys):
 def test_table_text_reports_every_method(tiny_run):
   text = RUN.table_text(results.read_records(tiny_run[0]))
   assert "random search" in text and "TPE (Optuna)" in text and "optimum" in text
+
+
+def test_a_killed_run_resumes_from_its_saved_table_and_searches(tiny_run, tmp_path,
+                                                                 monkeypatch, capsys):
+  """A run that dies in its second searcher keeps the table and the first searcher's
+  searches (saved at once); run again, it neither re-trains the table nor re-runs those
+  searches, and ends with the records of the uninterrupted run (`tiny_run`: the same
+  config and seeds) bit for bit."""
+  real_searches, calls = RUN.method_searches, []
+
+  def counted_tabulate(*args):
+    calls.append("table")
+    return _tabulate_once(*args)  # tiny_run's table (trained once per config)
+
+  def dies_in_the_second(cfg, table, space, method, seeds):
+    calls.append(method)
+    if calls.count("bayesian") == 1:
+      raise RuntimeError("killed")
+    return real_searches(cfg, table, space, method, seeds)
+
+  monkeypatch.setattr(RUN, "tabulate", counted_tabulate)
+  monkeypatch.setattr(RUN, "method_searches", dies_in_the_second)
+  path, cfg = tmp_path / "results.jsonl", TINY.replace(num_seeds=3)
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(cfg, path)
+  assert not path.exists()
+  RUN.run(cfg, path)
+  assert calls == ["table", "random", "bayesian", "bayesian"]
+  out = capsys.readouterr().out
+  assert "resuming run" in out and out.rstrip().endswith(": table, search/random)")
+
+  def science(r):  # without identity, provenance and timings
+    r = {k: v for k, v in r.items() if k not in ("run_id", "provenance", "timing", "seconds")}
+    if "settings" in r:
+      r["settings"] = {k: v for k, v in r["settings"].items() if not k.endswith("seconds")}
+    if "methods" in r:
+      for m in r["methods"].values():
+        m.pop("mean_seconds_per_search")
+    return r
+
+  want = results.read_records(tiny_run[0])
+  assert [science(r) for r in results.read_records(path)] == [science(r) for r in want]
 
 
 def test_summary_on_known_searches():

@@ -4,6 +4,7 @@ on hand-made curves, and the saved quick run against its own claims."""
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 
@@ -59,6 +60,38 @@ def test_runner_writes_serializable_records_and_a_figure(tiny_run, tmp_path):
   copy.write_text(path.read_text())
   assert FIGURE.main([str(copy), "--out", str(out)]) == 0
   assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_killed_run_resumes_from_its_saved_runs(tiny_run, tmp_path, monkeypatch, capsys):
+  """A run that dies in its second (seed, η) run keeps the first (saved at once); run
+  again, it reads that one back, computes only the other, and ends with the record of the
+  uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
+  real, calls = RUN.gd_run, []
+
+  def dies_in_the_second(*args):
+    calls.append(args[2])  # η
+    if len(calls) == 2:
+      raise RuntimeError("killed")
+    return real(*args)
+
+  monkeypatch.setattr(RUN, "gd_run", dies_in_the_second)
+  # One program and one data set for both processes stood in for here (compiled once).
+  monkeypatch.setattr(RUN, "make_gd", functools.cache(RUN.make_gd))
+  monkeypatch.setattr(RUN, "load_workload", functools.cache(RUN.load_workload))
+  path = tmp_path / "results.jsonl"
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(TINY, path)
+  assert not path.exists()
+  RUN.run(TINY, path)
+  assert calls == [0.3, 0.6, 0.6]  # η = 0.3 was read back, not run again
+  out = capsys.readouterr().out
+  assert "resuming run" in out and out.rstrip().endswith("seed=0/eta=0.3)")
+
+  def science(r):
+    return {k: v for k, v in r.items() if k not in ("run_id", "provenance", "timing")}
+
+  (got,), (want,) = results.read_records(path), results.read_records(tiny_run[0])
+  assert science(got) == science(want)
 
 
 def _problem(seed=0, n=24, sizes=(6, 5, 3)):

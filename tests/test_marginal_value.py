@@ -132,6 +132,39 @@ def test_figure_redraws_from_the_results_only(study, tmp_path):
   assert {r["run_id"] for r in figure.load(mixed, "later-ablation")} == {"later-ablation"}
 
 
+def test_a_killed_run_resumes_from_its_saved_variants(study, tmp_path, monkeypatch, capsys):
+  """A run that dies in its second variant keeps the first (saved at once); run again, it
+  reads that one back and computes only the other. Its records are `study`'s records of
+  those two variants (a variant does not depend on which others ran), bit for bit."""
+  from optlab import results
+
+  real, calls = RUN.variant_records, []
+
+  def dies_in_the_second(cfg, variant, *args):
+    calls.append(variant.label)
+    if len(calls) == 2:
+      raise RuntimeError("killed")
+    return real(cfg, variant, *args)
+
+  monkeypatch.setattr(RUN, "variant_records", dies_in_the_second)
+  cfg, path = TINY.replace(variants=TINY.variants[:2]), tmp_path / "results.jsonl"
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(cfg, path)
+  assert not path.exists()
+  RUN.run(cfg, path)
+  assert calls == ["gd", "heavy_ball", "heavy_ball"]  # gd was read back, not run again
+  out = capsys.readouterr().out
+  assert "resuming run" in out and out.rstrip().endswith(": gd)")
+  got = results.read_records(path)
+  assert len({r["run_id"] for r in got}) == 1
+
+  def science(r):  # without identity, timing, provenance and the config (fewer variants)
+    return {k: v for k, v in r.items() if k not in ("run_id", "provenance", "timing", "config")}
+
+  want = [r for r in study[0] if r["method"] in ("gd", "heavy_ball")]
+  assert [science(r) for r in got] == [science(r) for r in want]
+
+
 def test_structured_products_match_the_dense_features(getkey):
   with jax.enable_x64(True):
     problem = problems.wilson_least_squares(9, 0.6, key=getkey(), dtype=jnp.float64)

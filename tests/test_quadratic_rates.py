@@ -176,11 +176,13 @@ def test_noise_floors_match_the_stationary_prediction():
       assert measured == pytest.approx(group[0]["noise_floor_predicted"], rel=0.1), (method, kappa)
 
 
+TINY = QUICK.replace(condition_numbers=(10.0,), dim=8, num_iterations=400,
+                     noisy_num_iterations=200, num_noisy_seeds=2,
+                     adam_learning_rates=(1e-2, 1e-1), adagrad_learning_rates=(0.1, 1.0))
+
+
 def test_main_writes_serializable_records(tmp_path, monkeypatch, capsys):
-  tiny = QUICK.replace(condition_numbers=(10.0,), dim=8, num_iterations=400,
-                       noisy_num_iterations=200, num_noisy_seeds=2,
-                       adam_learning_rates=(1e-2, 1e-1), adagrad_learning_rates=(0.1, 1.0))
-  monkeypatch.setitem(RUN.config.CONFIGS, "quick", tiny)
+  monkeypatch.setitem(RUN.config.CONFIGS, "quick", TINY)
   path = tmp_path / "results" / "quadratic_rates.jsonl"
   assert RUN.main(["--results", str(path), "--no-figure"]) == 0
   lines = path.read_text().splitlines()
@@ -195,6 +197,42 @@ def test_main_writes_serializable_records(tmp_path, monkeypatch, capsys):
   assert {"compile_s", "run_s", "runs_in_program"} <= set(first["timing"])
   assert "measured ρ" in capsys.readouterr().out
 
+
+def test_a_killed_run_resumes_from_its_saved_units(tmp_path, monkeypatch, capsys):
+  """A run that dies in its second batch of runs keeps Adam's step-size grid and GD's runs
+  (saved at once); run again, it computes only Adam's runs, and ends with the records of an
+  uninterrupted run, bit for bit."""
+  from optlab import results
+
+  real, calls = RUN.method_records, []
+
+  def dies_in_the_second(cfg, method, *args):
+    calls.append(method)
+    if len(calls) == 4:  # the reference run's two, then the second of the killed run
+      raise RuntimeError("killed")
+    return real(cfg, method, *args)
+
+  monkeypatch.setattr(RUN, "method_records", dies_in_the_second)
+  kwargs = {"methods": ("gd", "adam"), "variants": ("deterministic",), "seed": 1}
+  reference = tmp_path / "reference.jsonl"
+  RUN.run(TINY, reference, **kwargs)
+  path = tmp_path / "resumed.jsonl"
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(TINY, path, **kwargs)
+  assert not path.exists()
+  RUN.run(TINY, path, **kwargs)
+  assert calls == ["gd", "adam", "gd", "adam", "adam"]
+  out = capsys.readouterr().out
+  assert "(2 units already done" in out and "deterministic/adam/step_sizes" in out
+
+  def science(r):
+    return {k: v for k, v in r.items() if k not in ("run_id", "provenance", "timing")}
+
+  got, want = results.read_records(path), results.read_records(reference)
+  assert len(got) == 2 and len({r["run_id"] for r in got}) == 1
+  for r in (*got, *want):
+    r.get("selection", {}).pop("timing", None)  # the grid's timing (in the selection)
+  assert [science(r) for r in got] == [science(r) for r in want]
 
 @pytest.mark.slow
 def test_quick_study_end_to_end(tmp_path):

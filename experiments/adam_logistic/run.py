@@ -15,7 +15,10 @@ over seeds, a `lax.scan` over epochs and, inside, over minibatches, data on devi
 
 Usage:
   python experiments/adam_logistic/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+Each (dataset, method) sweep is saved as soon as it is done: a killed run, started again
+with the same arguments, resumes where it stopped (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import importlib.util
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -40,6 +42,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
 from optlab import data, optim, results  # noqa: E402
 from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "adam_logistic"
@@ -353,12 +356,36 @@ def iterations_to(costs: np.ndarray, iterations: np.ndarray, target: float) -> i
 # The study.
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
+def method_outcome(cfg, method: str, workload: Workload, seeds: Sequence[int],
+                   arrays: tuple[jax.Array, ...] | None = None) -> dict[str, Any]:
+  """One (dataset, method) sweep: its α grid × seeds, the selection and the chosen α's runs.
+
+  Returns ``selection`` (`select` on the tuning seed, plus the final training cost of
+  every (α, seed)), ``timing`` and ``chosen`` (`make_train`'s metrics at the chosen α,
+  with a leading seed axis). Independent of the other sweeps: a unit of `run`'s progress.
+  """
+  alphas = cfg.learning_rates(method)
+  out, timing = sweep(cfg, method, workload, alphas, seeds, arrays)
+  choice = select(alphas, out["val_loss"][:, 0])
+  choice["final_train_cost"] = out["train_cost"][:, :, -1]  # (α, seed): sensitivity
+  # Seconds per run: the grid × seeds program's execution time over its runs.
+  timing.update(runs_in_program=len(alphas) * len(seeds),
+                run_s_per_run=timing["run_s"] / (len(alphas) * len(seeds)))
+  chosen = choice["index"]
+  return {"selection": choice, "timing": timing,
+          "chosen": jax.tree.map(lambda a: a[chosen], out)}
+
+
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
   """Runs every dataset and method of `cfg`; appends and returns the records.
 
   One record per (dataset, method, seed) at the chosen α, with the curve, the final
   metrics, time-to-target, the timing and the selection (the grid's validation losses
-  on the tuning seed, and the final training cost of every (α, seed)).
+  on the tuning seed, and the final training cost of every (α, seed)). Each (dataset,
+  method) sweep is saved as soon as it is done (optlab.study_progress): a killed run
+  started again with the same config and seed goes on from there, with the same run_id
+  (`restart` discards it instead).
   """
   unknown = [d for d in cfg.datasets if d not in DATASETS]
   if unknown:
@@ -369,9 +396,10 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
   if cfg.target is None and not set(cfg.target_methods) & set(methods):
     raise ValueError(f"run: none of target_methods {cfg.target_methods} is in the config's "
                      f"methods {methods}; name some, or give a target")
-  run_id = uuid.uuid4().hex[:12]
-  common = {"study": STUDY, "run_id": run_id, "config": cfg, "provenance": results.provenance()}
   seeds = [seed + i for i in range(cfg.num_seeds)]
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg,
+            "provenance": results.provenance()}
   records = []
   for dataset in cfg.datasets:
     try:
@@ -381,20 +409,16 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
       # message (which names what to install); the other panels still run.
       print(f"adam_logistic: skipping {dataset}: {error}", file=sys.stderr)
       continue
-    arrays = workload.arrays()
+    arrays = None  # put on the device once, if a sweep of this dataset still has to run
     steps = steps_per_epoch(len(workload.train[1]), cfg.batch_size)
     iterations = np.arange(cfg.epochs + 1) * steps
     outcomes = {}
     for method in methods:
-      alphas = cfg.learning_rates(method)
-      out, timing = sweep(cfg, method, workload, alphas, seeds, arrays)
-      choice = select(alphas, out["val_loss"][:, 0])
-      choice["final_train_cost"] = out["train_cost"][:, :, -1]  # (α, seed): sensitivity
-      # Seconds per run: the grid × seeds program's execution time over its runs.
-      timing.update(runs_in_program=len(alphas) * len(seeds),
-                    run_s_per_run=timing["run_s"] / (len(alphas) * len(seeds)))
-      chosen = choice["index"]
-      outcomes[method] = (choice, timing, jax.tree.map(lambda a, i=chosen: a[i], out))
+      key = f"{dataset}/{method}"
+      if key not in progress:
+        arrays = workload.arrays() if arrays is None else arrays
+      outcome = progress.unit(key, method_outcome, cfg, method, workload, seeds, arrays)
+      outcomes[method] = (outcome["selection"], outcome["timing"], outcome["chosen"])
     target = cfg.target
     if target is None:  # the worst final cost: every seed of these methods gets there
       target = max(float(np.max(outcomes[name][2]["train_cost"][:, -1]))
@@ -439,8 +463,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
           "timing": timing,
           "selection": choice,
         })
-  if results_path is not None:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -493,14 +516,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   return report(cfg, args.results, seed=args.seed,
-                figure_path=None if args.no_figure else args.figure)
+                figure_path=None if args.no_figure else args.figure, restart=args.restart)
 
 
 def report(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
-           figure_path: pathlib.Path | None = DEFAULT_FIGURE) -> int:
+           figure_path: pathlib.Path | None = DEFAULT_FIGURE, restart: bool = False) -> int:
   """Runs `cfg`, prints the table and timings, and draws the figure (unless None)."""
   start = time.perf_counter()
-  records = run(cfg, results_path, seed=seed)
+  records = run(cfg, results_path, seed=seed, restart=restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   timings = {(r["dataset"], r["method"]): r["timing"] for r in records}

@@ -13,16 +13,20 @@ search is scored by its regret: optimum − best accuracy found, after each tria
 
 Usage:
   python experiments/architecture_search/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+The table, each searcher's searches and the re-training are saved as soon as each is done:
+a killed run, started again with the same arguments, resumes where it stopped (--restart
+discards it instead).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +39,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
 from optlab import results  # noqa: E402
 from optlab.structure import nas, supernet  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 
 STUDY = "architecture_search"
 LABELS = {"random": "random search", "bayesian": "TPE (Optuna)", "rl": "REINFORCE controller"}
@@ -132,35 +137,57 @@ def verify(cfg, task, table: supernet.ArchitectureTable, count: int) -> list[dic
   return checks
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Tabulates the space, runs every searcher over the seeds; appends and returns records."""
+def table_fields(cfg, task) -> dict[str, Any]:
+  """`tabulate`'s table as its fields (``ArchitectureTable(**fields)`` rebuilds it)."""
+  table = tabulate(cfg, task)
+  return {f.name: getattr(table, f.name) for f in dataclasses.fields(table)}
+
+
+def method_searches(cfg, table: supernet.ArchitectureTable, space, method: str,
+                    seeds: Sequence[int]) -> list[dict[str, Any]]:
+  """Every seed's search of `method` against the table: one record each (without the
+  fields `run` adds). Independent of the other methods."""
+  records = []
+  for s in seeds:
+    result, seconds = search(cfg, table, space, method, s)
+    records.append({"kind": "search", "method": method, "seed": s,
+                    "table_index": [table.index(c) for c, _ in result.history],
+                    "scores": result.scores().tolist(),
+                    "best_so_far": result.best_so_far().tolist(),
+                    "repeats": int(sum(result.cached)), "best_config": result.best_config,
+                    "regret": table.best_score - result.best_score, "seconds": seconds})
+  return records
+
+
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Tabulates the space, runs every searcher over the seeds; appends and returns records.
+
+  The table, each method's searches and the re-training are saved as soon as each is done
+  (optlab.study_progress): a killed run started again with the same config and seed goes
+  on from there, with the same run_id (`restart` discards it instead).
+  """
   for method in cfg.methods:
     if method not in nas.METHODS:
       raise ValueError(f"run: unknown method {method!r}; expected some of {nas.METHODS}")
   if cfg.budget < 1 or cfg.num_seeds < 1:
     raise ValueError(f"run: budget and num_seeds must be ≥ 1, got {cfg.budget}, {cfg.num_seeds}")
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
   start = time.perf_counter()
   task = nas.load_task(cfg.dataset, seed=cfg.data_seed)
   space = make_space(cfg)
-  table = tabulate(cfg, task)
+  table = supernet.ArchitectureTable(**progress.unit("table", table_fields, cfg, task))
   tabulate_s = time.perf_counter() - start
-  common = {"study": STUDY, "run_id": uuid.uuid4().hex[:12], "config": cfg._asdict(),
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg._asdict(),
             "provenance": results.provenance()}
   seeds = [seed + i for i in range(cfg.num_seeds)]
   records, searches = [], {}
   for method in cfg.methods:
-    searches[method] = []
-    for s in seeds:
-      result, seconds = search(cfg, table, space, method, s)
-      record = {**common, "kind": "search", "method": method, "seed": s,
-                "table_index": [table.index(c) for c, _ in result.history],
-                "scores": result.scores().tolist(), "best_so_far": result.best_so_far().tolist(),
-                "repeats": int(sum(result.cached)), "best_config": result.best_config,
-                "regret": table.best_score - result.best_score, "seconds": seconds}
-      searches[method].append(record)
-      records.append(record)
+    searches[method] = [{**common, **r} for r in progress.unit(
+        f"search/{method}", method_searches, cfg, table, space, method, seeds)]
+    records += searches[method]
   search_s = time.perf_counter() - start - tabulate_s
-  checks = verify(cfg, task, table, cfg.verify)
+  checks = progress.unit("verify", verify, cfg, task, table, cfg.verify) if cfg.verify else []
   summary = summarize(table, searches)
   table_record = {
       **common, "kind": "table", "dataset": cfg.dataset,
@@ -179,8 +206,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
                  "verify_s": float(sum(c["trained_seconds"] for c in checks)),
                  "total_s": time.perf_counter() - start}}
   records = [table_record, *records, summary_record]
-  if results_path is not None:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -232,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
   except ImportError:
     pass
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   print(table_text(records))
   t = records[-1]["timing"]
   print(f"\n{len(records)} records appended to {args.results} ({cfg.name} mode, "

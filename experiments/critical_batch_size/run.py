@@ -21,7 +21,11 @@ paper's two-batch ``gradient_noise_scale`` along one of them).
 
 Usage:
   python experiments/critical_batch_size/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+Each batch size (its runs and the noise scale along its tuned run) is saved as soon as it
+is done: a killed run, started again with the same arguments, resumes where it stopped
+(--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -32,7 +36,6 @@ import math
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -52,6 +55,7 @@ from optlab.diagnostics.noise import (  # noqa: E402
 )
 from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune.targets import steps_to_target  # noqa: E402
 
 STUDY = "critical_batch_size"
@@ -310,13 +314,57 @@ def _rounded(values: Any, digits: int = 5) -> Any:
   return np.array(flat, dtype=object).reshape(array.shape).tolist()
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs every batch size × learning rate × seed; appends one record and returns it."""
+def batch_size_unit(cfg, workload: Workload, compiled, args: tuple, batch_size: int,
+                    evals: np.ndarray, key: jax.Array | None) -> dict[str, Any]:
+  """One batch size: every (learning rate, seed) run of `compiled`, and B_simple along its
+  tuned run (seed 0, at the rate tuned for the lowest target it reached).
+
+  `args` are ``(params, lrs, keys, x, y)``. Returns the (lr, seed, evaluation) ``losses``,
+  the ``timing`` of the runs, the ``noise`` along the tuned run (with its ``curve``) and
+  ``noise_s``. Independent of the other batch sizes (the tuning of one batch size looks
+  at its own runs only).
+  """
+  unit = min(cfg.batch_sizes)
+  tick = time.perf_counter()
+  out = jax.block_until_ready(compiled(
+      *args, jnp.asarray(segments_for(evals, cfg.eval_points)), jnp.int32(batch_size // unit)))
+  timing = {"batch_size": batch_size, "train_s": time.perf_counter() - tick,
+            "steps": int(evals[-1])}
+  losses = np.asarray(out["loss"], np.float64)[:, :, : len(evals)]
+  # Seed 0's parameters at each evaluation, (lr, evaluation, ...), in NumPy (slicing there
+  # compiles nothing).
+  count = len(evals)
+  kept = jax.tree.map(lambda leaf: np.asarray(leaf)[:, 0, :count], out["params"])
+  start = time.perf_counter()
+  tuned = [best["learning_rate"] for t in cfg.targets
+           for best in tune([batch_size], cfg.learning_rates, [losses], [evals], t)["best"]
+           if best["steps"] is not None]
+  lr_index = (cfg.learning_rates.index(tuned[-1]) if tuned
+              else int(np.nanargmin(np.nan_to_num(losses[:, 0, -1], nan=np.inf))))
+  picks = np.arange(len(evals) - 1, -1, -cfg.noise_every)[::-1]
+  checkpoints = [jax.tree.map(lambda leaf, k=k: leaf[lr_index, k], kept) for k in picks]
+  noise = {"batch_size": batch_size, "learning_rate": float(cfg.learning_rates[lr_index]),
+           **noise_along(cfg, workload, checkpoints, evals[picks], losses[lr_index, 0, picks],
+                         key)}
+  noise["curve"] = losses[lr_index, 0]
+  return {"losses": losses, "timing": timing, "noise": noise,
+          "noise_s": time.perf_counter() - start}
+
+
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs every batch size × learning rate × seed; appends one record and returns it.
+
+  Each batch size is saved as soon as it is done (optlab.study_progress): a killed run
+  started again with the same config and seed goes on from there, with the same run_id
+  (`restart` discards it instead).
+  """
   if cfg.reference_batch not in cfg.batch_sizes:
     raise ValueError(f"reference_batch {cfg.reference_batch} must be one of batch_sizes "
                      f"{cfg.batch_sizes}")
   if len(cfg.targets) < 1 or any(np.diff(cfg.targets) >= 0):
     raise ValueError(f"targets must be training losses in decreasing order, got {cfg.targets}")
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
   workload = load_workload(cfg)
   seeds = [seed + i for i in range(cfg.num_seeds)]
   x, y = jnp.asarray(workload.x), jnp.asarray(workload.y)
@@ -330,43 +378,28 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
   if any(b % unit for b in cfg.batch_sizes):
     raise ValueError(f"batch_sizes {cfg.batch_sizes} must be multiples of the smallest, {unit}")
   evals = [eval_steps(step_budget(cfg, b), cfg.eval_points) for b in cfg.batch_sizes]
-  start = time.perf_counter()
-  sgd = make_sgd(unit, keep_params=True)
-  arguments = (params, lrs, keys, x, y, jnp.asarray(segments_for(evals[0], cfg.eval_points)),
-               jnp.int32(1))
-  compiled = sgd.lower(*arguments).compile()  # keeps the parameters at every evaluation
-  compile_s = time.perf_counter() - start
-  losses, kept, timing = [], [], []
+  compiled, compile_s = None, 0.0  # compiled once, if a batch size is still to run
+  losses, timing, along, noise_s = [], [], [], 0.0
   for b, ev in zip(cfg.batch_sizes, evals, strict=True):
-    tick = time.perf_counter()
-    out = jax.block_until_ready(compiled(
-        params, lrs, keys, x, y, jnp.asarray(segments_for(ev, cfg.eval_points)),
-        jnp.int32(b // unit)))
-    timing.append({"batch_size": b, "train_s": time.perf_counter() - tick, "steps": int(ev[-1])})
-    losses.append(np.asarray(out["loss"], np.float64)[:, :, : len(ev)])
-    # Seed 0's parameters at each evaluation, (lr, evaluation, ...), in NumPy (slicing there
-    # compiles nothing).
-    count = len(ev)
-    kept.append(jax.tree.map(lambda leaf, k=count: np.asarray(leaf)[:, 0, :k], out["params"]))
-  per_target = [tune(cfg.batch_sizes, cfg.learning_rates, losses, evals, t) for t in cfg.targets]
-  # B_simple along every batch size's tuned run (seed 0, the learning rate tuned for the lowest
-  # target it reached), at every `noise_every`-th evaluation.
-  start = time.perf_counter()
-  along = []
-  for i, b in enumerate(cfg.batch_sizes):
-    tuned = [t["best"][i]["learning_rate"] for t in per_target
-             if t["best"][i]["steps"] is not None]
-    lr_index = (cfg.learning_rates.index(tuned[-1]) if tuned
-                else int(np.nanargmin(np.nan_to_num(losses[i][:, 0, -1], nan=np.inf))))
-    picks = np.arange(len(evals[i]) - 1, -1, -cfg.noise_every)[::-1]
-    checkpoints = [jax.tree.map(lambda leaf, j=lr_index, k=k: leaf[j, k], kept[i]) for k in picks]
+    name = f"batch_size={b}"
+    if name not in progress and compiled is None:
+      start = time.perf_counter()
+      sgd = make_sgd(unit, keep_params=True)  # keeps the parameters at every evaluation
+      arguments = (params, lrs, keys, x, y,
+                   jnp.asarray(segments_for(evals[0], cfg.eval_points)), jnp.int32(1))
+      compiled = sgd.lower(*arguments).compile()
+      compile_s = time.perf_counter() - start
+    # B_simple along the batch size's tuned run at every `noise_every`-th evaluation; the
+    # two-batch check along the reference batch size's.
     key = (jax.random.key(seed) if b == cfg.reference_batch and cfg.noise_estimates > 0
            else None)
-    along.append({"batch_size": b, "learning_rate": float(cfg.learning_rates[lr_index]),
-                  **noise_along(cfg, workload, checkpoints, evals[i][picks],
-                                losses[i][lr_index, 0, picks], key)})
-    along[-1]["curve"] = losses[i][lr_index, 0]
-  noise_s = time.perf_counter() - start
+    done = progress.unit(name, batch_size_unit, cfg, workload, compiled,
+                         (params, lrs, keys, x, y), b, ev, key)
+    losses.append(done["losses"])
+    timing.append(done["timing"])
+    along.append(done["noise"])
+    noise_s += done["noise_s"]
+  per_target = [tune(cfg.batch_sizes, cfg.learning_rates, losses, evals, t) for t in cfg.targets]
   for t in per_target:
     t["fit"] = fit(t["best"])
     at_target = []
@@ -382,7 +415,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
   num_params = sum(leaf.size // len(seeds) for leaf in jax.tree.leaves(params))
   widths = "-".join(map(str, sizes))
   record = {
-      "study": STUDY, "run_id": uuid.uuid4().hex[:12], "config": cfg._asdict(),
+      "study": STUDY, "run_id": progress.run_id, "config": cfg._asdict(),
       "provenance": results.provenance(), "dataset_description": workload.description,
       "train_size": len(workload.y),
       "model": f"MLP {widths}, ReLU, {num_params:,} weights",
@@ -399,8 +432,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
                  "train_s": sum(t["train_s"] for t in timing), "noise_s": noise_s},
   }
   records = [results.to_jsonable(record)]
-  if results_path is not None:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -448,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   timing = records[0]["timing"]

@@ -14,7 +14,10 @@ steps); η is an argument, so every η and seed reuses it.
 
 Usage:
   python experiments/edge_of_stability/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure]
+      [--results PATH] [--figure PNG | --no-figure] [--restart]
+
+Each (seed, η) run is saved as soon as it is done: a killed run, started again with the
+same arguments, resumes where it stopped (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ import math
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -41,6 +43,7 @@ from optlab import data, results  # noqa: E402
 from optlab.diagnostics.hessian import top_eigenvalues  # noqa: E402
 from optlab.models.activations import get_activation  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune.targets import steps_to_target  # noqa: E402
 
 STUDY = "edge_of_stability"
@@ -284,8 +287,29 @@ def _rounded(values: Any, digits: int = 9) -> list:
   return [float(f"{v:.{digits}g}") for v in np.asarray(values, np.float64).ravel()]
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
-  """Runs every seed × step size; appends one record and returns it (in a list)."""
+def gd_run(compiled: Callable, params: Params, eta: float, x: jax.Array, targets: jax.Array,
+           key: jax.Array, sharp_steps: np.ndarray, band: float, seed: int) -> dict[str, Any]:
+  """One (seed, η) run of the compiled program: its summary, loss and sharpness curves
+  (``run``) and its seconds (``train_s``). Independent of the other runs."""
+  tick = time.perf_counter()
+  out = jax.block_until_ready(compiled(params, jnp.float32(eta), x, targets, key))
+  train_s = time.perf_counter() - tick
+  loss, sharp = np.asarray(out["loss"]), np.asarray(out["sharpness"])
+  entry = {"seed": seed, **summarize_run(loss, sharp, sharp_steps, eta, band)}
+  entry["loss"] = _rounded(loss)
+  entry["sharpness"] = _rounded(sharp)
+  return {"run": entry, "train_s": train_s}
+
+
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
+  """Runs every seed × step size; appends one record and returns it (in a list).
+
+  Each (seed, η) run is saved as soon as it is done (optlab.study_progress): a killed run
+  started again with the same config and seed goes on from there, with the same run_id
+  (`restart` discards it instead).
+  """
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
   workload = load_workload(cfg)
   n, features, classes = workload.sizes
   sizes = (features, *cfg.hidden_sizes, classes)
@@ -293,26 +317,24 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
   x, targets = jnp.asarray(workload.x), jnp.asarray(workload.targets)
   key = jax.random.key(seed)
   gd = make_gd(cfg)
-  start = time.perf_counter()
-  example = init_mlp(seeds[0], sizes)
-  compiled = gd.lower(example, jnp.float32(cfg.step_sizes[0]), x, targets, key).compile()
-  compile_s = time.perf_counter() - start
+  compiled, compile_s = None, 0.0  # compiled once, if a run is still to do
   sharp_steps = np.arange(0, cfg.steps + 1, cfg.sharpness_every)
   runs, train_s = [], 0.0
   for s in seeds:
     params = init_mlp(s, sizes)
     for eta in cfg.step_sizes:
-      tick = time.perf_counter()
-      out = jax.block_until_ready(compiled(params, jnp.float32(eta), x, targets, key))
-      train_s += time.perf_counter() - tick
-      loss, sharp = np.asarray(out["loss"]), np.asarray(out["sharpness"])
-      entry = {"seed": s, **summarize_run(loss, sharp, sharp_steps, eta, cfg.band)}
-      entry["loss"] = _rounded(loss)
-      entry["sharpness"] = _rounded(sharp)
-      runs.append(entry)
+      unit = f"seed={s}/eta={eta!r}"
+      if unit not in progress and compiled is None:
+        start = time.perf_counter()
+        compiled = gd.lower(params, jnp.float32(eta), x, targets, key).compile()
+        compile_s = time.perf_counter() - start
+      done = progress.unit(unit, gd_run, compiled, params, eta, x, targets, key, sharp_steps,
+                           cfg.band, s)
+      runs.append(done["run"])
+      train_s += done["train_s"]
   num_params = sum(a * b + b for a, b in itertools.pairwise(sizes))
   record = {
-      "study": STUDY, "run_id": uuid.uuid4().hex[:12], "config": cfg._asdict(),
+      "study": STUDY, "run_id": progress.run_id, "config": cfg._asdict(),
       "provenance": results.provenance(), "dataset_description": workload.description,
       "train_size": n,
       "model": (f"MLP {'-'.join(map(str, sizes))}, {cfg.activation}, {num_params:,} weights,"
@@ -326,8 +348,7 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
                  "gd_steps": cfg.steps * len(runs)},
   }
   records = [results.to_jsonable(record)]
-  if results_path is not None:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -379,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   args = parser.parse_args(argv)
   cfg = config_from_args(parser, args, config.CONFIGS)
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
   timing = records[0]["timing"]

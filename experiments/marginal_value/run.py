@@ -20,7 +20,10 @@ and the distances to the minimum-norm and the sign solutions.
 
 Usage:
   python experiments/marginal_value/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG] [--no-figure] [--eps-ablation]
+      [--results PATH] [--figure PNG] [--no-figure] [--eps-ablation] [--restart]
+
+Each optimizer's sweep is saved as soon as it is done: a killed run, started again with
+the same arguments, resumes where it stopped (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ import importlib.util
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -44,6 +46,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
 from optlab.studies import config_from_args, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "marginal_value"
@@ -304,82 +307,97 @@ def evaluate(data: Dataset, w: np.ndarray) -> dict:
 # The study.
 
 
-def run(cfg, results_path: str | pathlib.Path | None = None, *, seed: int = 0) -> list[dict]:
+def run(cfg, results_path: str | pathlib.Path | None = None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
   """Runs the study, appends its records to `results_path` (if given) and returns them.
+
+  Each variant's records are saved as soon as its sweep is done (optlab.study_progress):
+  a killed run started again with the same config and seed goes on from there, with the
+  same run_id.
 
   Args:
     cfg: a `config.Config` (``config.QUICK`` or ``config.FULL``).
     results_path: the JSONL file to append to; None writes nothing.
     seed: the first dataset seed; the datasets are seed, seed+1, ...
+    restart: discard an unfinished run's saved variants instead of resuming it.
 
   Returns:
     One record per (variant, p, seed), at the variant's selected learning rate.
   """
-  run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-  common = {"study": STUDY, "run_id": run_id, "config": cfg, "provenance": results.provenance()}
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg,
+            "provenance": results.provenance()}
   seeds = [seed + i for i in range(cfg.num_seeds)]
   data = {(p, s): dataset(cfg.n, p, s, cfg.n_test) for p in cfg.ps for s in seeds}
   records = []
+  for variant in cfg.variants:
+    records += [{**common, **r} for r in progress.unit(variant.label, variant_records, cfg,
+                                                       variant, data, seeds)]
+  progress.finish(records)
+  return records
+
+
+def variant_records(cfg, variant, data: dict[tuple[float, int], Dataset],
+                    seeds: Sequence[int]) -> list[dict]:
+  """One variant's sweep (every p × dataset × α, one program) and its records, one per
+  (p, seed) at the selected α, without the fields `run` adds. Independent of the others."""
+  records = []
   with jax.enable_x64(True):
-    for variant in cfg.variants:
-      grid = [learning_rate_of(variant, v, cfg.n) for v in variant.learning_rates]
-      runs = [(lr, data[(p, s)]) for p in cfg.ps for s in seeds for lr in grid]
-      args = (jnp.asarray([lr for lr, _ in runs]),
-              jnp.asarray(np.stack([d.labels for _, d in runs])),
-              jnp.asarray(np.stack([d.mask for _, d in runs])))
-      (weights, losses), timing = _timed(training(variant, cfg.num_iterations), *args)
-      timing["runs_in_program"] = len(runs)
-      shape = (len(cfg.ps), len(seeds), len(grid))
-      weights = weights.reshape(*shape, -1)
-      losses = losses.reshape(*shape, -1)
-      for i, p in enumerate(cfg.ps):
-        best, scores = select(losses[i].transpose(1, 0, 2), cfg.target, cfg.loss_floor,
-                              cfg.tie_decades)
-        for k, score in enumerate(scores):  # what every α of the grid found, not only the pick
-          found = [evaluate(data[(p, s)], weights[i, j, k]) for j, s in enumerate(seeds)]
-          score.update({key: [f[key] for f in found] for key in GRID_METRICS})
-        selection = {
-          "learning_rate": grid[best],
-          "grid": grid,
-          "grid_in_units_of_1_over_n": variant.per_point,
-          "at_grid_edge": best in (0, len(grid) - 1),
-          "scores": scores,
-          "criterion": f"ends with f(w)/f(0) <= {cfg.target:g} on all {len(seeds)} datasets, "
-                       f"then the lowest worst-dataset mean of log10 max(f(w_k)/f(0), "
-                       f"{cfg.loss_floor:g}) over the run; the smallest alpha within "
-                       f"{cfg.tie_decades:g} decade of the best",
-        }
-        hyper = {**optim.info(variant.method).defaults, **dict(variant.hyperparameters),
-                 "learning_rate": grid[best]}
-        for j, s in enumerate(seeds):
-          d = data[(p, s)]
-          curve = losses[i, j, best]
-          records.append({
-            **common,
-            "ablation": cfg.ablation,
-            "method": variant.label,
-            "optimizer": variant.method,
-            "schedule": variant.schedule,
-            "hyperparameters": hyper,
-            "p": p,
-            "seed": s,
-            "n": cfg.n,
-            "dim": 3 + UNIQUE * cfg.n,
-            "train_positives": int(np.sum(d.labels > 0)),
-            "train_negatives": int(np.sum(d.labels < 0)),
-            "lemma_condition": d.sign_solution is not None,  # X sign(Xᵀy) = 4y
-            "iterations": cfg.num_iterations,
-            "final_train_loss": float(curve[-1]) * 0.5 * float(d.labels @ d.labels),
-            "final_train_loss_relative": float(curve[-1]),
-            "iterations_to_target": iterations_to(curve, cfg.target),
-            "target": cfg.target,
-            **evaluate(d, weights[i, j, best]),
-            "selection": selection,
-            "timing": timing,
-            "curve": subsample(curve, cfg.max_curve_points),
-          })
-  if results_path is not None:
-    results.append_records(results_path, records)
+    grid = [learning_rate_of(variant, v, cfg.n) for v in variant.learning_rates]
+    runs = [(lr, data[(p, s)]) for p in cfg.ps for s in seeds for lr in grid]
+    args = (jnp.asarray([lr for lr, _ in runs]),
+            jnp.asarray(np.stack([d.labels for _, d in runs])),
+            jnp.asarray(np.stack([d.mask for _, d in runs])))
+    (weights, losses), timing = _timed(training(variant, cfg.num_iterations), *args)
+    timing["runs_in_program"] = len(runs)
+    shape = (len(cfg.ps), len(seeds), len(grid))
+    weights = weights.reshape(*shape, -1)
+    losses = losses.reshape(*shape, -1)
+    for i, p in enumerate(cfg.ps):
+      best, scores = select(losses[i].transpose(1, 0, 2), cfg.target, cfg.loss_floor,
+                            cfg.tie_decades)
+      for k, score in enumerate(scores):  # what every α of the grid found, not only the pick
+        found = [evaluate(data[(p, s)], weights[i, j, k]) for j, s in enumerate(seeds)]
+        score.update({key: [f[key] for f in found] for key in GRID_METRICS})
+      selection = {
+        "learning_rate": grid[best],
+        "grid": grid,
+        "grid_in_units_of_1_over_n": variant.per_point,
+        "at_grid_edge": best in (0, len(grid) - 1),
+        "scores": scores,
+        "criterion": f"ends with f(w)/f(0) <= {cfg.target:g} on all {len(seeds)} datasets, "
+                     f"then the lowest worst-dataset mean of log10 max(f(w_k)/f(0), "
+                     f"{cfg.loss_floor:g}) over the run; the smallest alpha within "
+                     f"{cfg.tie_decades:g} decade of the best",
+      }
+      hyper = {**optim.info(variant.method).defaults, **dict(variant.hyperparameters),
+               "learning_rate": grid[best]}
+      for j, s in enumerate(seeds):
+        d = data[(p, s)]
+        curve = losses[i, j, best]
+        records.append({
+          "ablation": cfg.ablation,
+          "method": variant.label,
+          "optimizer": variant.method,
+          "schedule": variant.schedule,
+          "hyperparameters": hyper,
+          "p": p,
+          "seed": s,
+          "n": cfg.n,
+          "dim": 3 + UNIQUE * cfg.n,
+          "train_positives": int(np.sum(d.labels > 0)),
+          "train_negatives": int(np.sum(d.labels < 0)),
+          "lemma_condition": d.sign_solution is not None,  # X sign(Xᵀy) = 4y
+          "iterations": cfg.num_iterations,
+          "final_train_loss": float(curve[-1]) * 0.5 * float(d.labels @ d.labels),
+          "final_train_loss_relative": float(curve[-1]),
+          "iterations_to_target": iterations_to(curve, cfg.target),
+          "target": cfg.target,
+          **evaluate(d, weights[i, j, best]),
+          "selection": selection,
+          "timing": timing,
+          "curve": subsample(curve, cfg.max_curve_points),
+        })
   return records
 
 
@@ -484,10 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = cfg.replace(variants=config.EPS_ABLATION, ablation="eps")
 
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
-  timings = {id(r["timing"]): r["timing"] for r in records}.values()
+  timings = {r["method"]: r["timing"] for r in records}.values()  # one per variant
   print(f"\n{len(records)} records appended to {args.results} ({cfg.name} mode, {elapsed:.1f} s, "
         f"of which {sum(t['compile_s'] for t in timings):.1f} s compiling and "
         f"{sum(t['run_s'] for t in timings):.1f} s training)")

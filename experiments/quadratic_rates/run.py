@@ -16,7 +16,11 @@ where a constant step size stalls at a noise floor that is predicted exactly.
 
 Usage:
   python experiments/quadratic_rates/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--no-figure]
+      [--results PATH] [--no-figure] [--restart]
+
+Each (variant, method) batch and each step-size grid is saved as soon as it is done: a
+killed run, started again with the same arguments, resumes where it stopped (--restart
+discards it instead).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import math
 import pathlib
 import sys
 import time
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +46,7 @@ if importlib.util.find_spec("optlab") is None:  # a source checkout that is not 
   sys.path.insert(0, str(REPO))
 from optlab import optim, problems, results  # noqa: E402
 from optlab.studies import check_output_paths, load_module  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "quadratic_rates"
@@ -322,8 +326,13 @@ def run(
   seed: int = 0,
   methods: Sequence[str] = METHODS,
   variants: Sequence[str] = VARIANTS,
+  restart: bool = False,
 ) -> list[dict]:
   """Runs the study, appends its records to `results_path` (if given) and returns them.
+
+  Each step-size grid (per variant, for Adam and AdaGrad) and each (variant, method)
+  batch of runs is saved as soon as it is done (optlab.study_progress): a killed run
+  started again with the same config and seed goes on from there, with the same run_id.
 
   Args:
     cfg: a `config.Config` (``config.QUICK`` or ``config.FULL``).
@@ -332,44 +341,64 @@ def run(
       noisy runs, whose noise keys are derived from them).
     methods: a subset of `METHODS` (the tests run the three with a theory).
     variants: a subset of ``("deterministic", "noisy")``.
+    restart: discard an unfinished run's saved units instead of resuming it.
 
   Returns:
     One record per (variant, method, κ, seed).
   """
-  run_id = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-  common = {"study": STUDY, "run_id": run_id, "config": cfg, "provenance": results.provenance()}
   unknown = [m for m in methods if m not in METHODS] + [v for v in variants if v not in VARIANTS]
   if unknown:
     raise ValueError(f"run: unknown methods or variants {unknown}; expected {METHODS}, {VARIANTS}")
+  # The units are keyed by variant and method and do not depend on which others run, so
+  # `methods` and `variants` need not be part of what a resumed run must match.
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  common = {"study": STUDY, "run_id": progress.run_id, "config": cfg,
+            "provenance": results.provenance()}
   seeds = [seed + i for i in range(cfg.num_seeds)]
   noisy_seeds = [seed + i for i in range(cfg.num_noisy_seeds)]
   records = []
+  for variant in variants:
+    variant_seeds = seeds if variant == "deterministic" else noisy_seeds
+    grids = {m: progress.unit(f"{variant}/{m}/step_sizes", _selection, cfg, m, variant,
+                              variant_seeds[0])
+             for m in ("adam", "adagrad") if m in methods}
+    for method in methods:
+      records += [{**common, **r} for r in progress.unit(
+          f"{variant}/{method}", method_records, cfg, method, variant, variant_seeds,
+          grids.get(method))]
+  progress.finish(records)
+  return records
+
+
+def _selection(cfg, method: str, variant: str, seed: int) -> dict[float, dict]:
   with jax.enable_x64(True):
-    for variant in variants:
-      variant_seeds = seeds if variant == "deterministic" else noisy_seeds
-      iterations, noise = _settings(cfg, variant)
-      grids = {m: select_learning_rates(cfg, m, variant, variant_seeds[0])
-               for m in ("adam", "adagrad") if m in methods}
-      for method in methods:
-        runs, meta = [], []
-        for kappa in cfg.condition_numbers:
-          for s in variant_seeds:
-            problem = _problem(cfg, kappa, s)
-            hyper, rate, rule = theory(method, problem.mu, problem.L)
-            if method in grids:
-              hyper = {"learning_rate": grids[method][kappa]["learning_rate"]}
-            key = jax.random.fold_in(jax.random.key(s), NOISE_STREAM)
-            runs.append((problem, hyper, key))
-            meta.append((kappa, s, problem, hyper, rate, rule))
-        errors, timing = _batch(method, runs, iterations, noise)
-        for curve, (kappa, s, problem, hyper, rate, rule) in zip(errors, meta, strict=True):
-          record = _record(cfg, variant, method, kappa, s, problem, hyper, rate, rule, curve)
-          record["timing"] = timing
-          if method in grids:
-            record["selection"] = grids[method][kappa]
-          records.append({**common, **record})
-  if results_path is not None:
-    results.append_records(results_path, records)
+    return select_learning_rates(cfg, method, variant, seed)
+
+
+def method_records(cfg, method: str, variant: str, seeds: Sequence[int],
+                   grid: dict[float, dict] | None = None) -> list[dict]:
+  """The runs of `method` in `variant` (every κ × seed, one program) and their records,
+  without the fields `run` adds; `grid`: the step sizes picked per κ (Adam, AdaGrad)."""
+  iterations, noise = _settings(cfg, variant)
+  records = []
+  with jax.enable_x64(True):
+    runs, meta = [], []
+    for kappa in cfg.condition_numbers:
+      for s in seeds:
+        problem = _problem(cfg, kappa, s)
+        hyper, rate, rule = theory(method, problem.mu, problem.L)
+        if grid is not None:
+          hyper = {"learning_rate": grid[kappa]["learning_rate"]}
+        key = jax.random.fold_in(jax.random.key(s), NOISE_STREAM)
+        runs.append((problem, hyper, key))
+        meta.append((kappa, s, problem, hyper, rate, rule))
+    errors, timing = _batch(method, runs, iterations, noise)
+    for curve, (kappa, s, problem, hyper, rate, rule) in zip(errors, meta, strict=True):
+      record = _record(cfg, variant, method, kappa, s, problem, hyper, rate, rule, curve)
+      record["timing"] = timing
+      if grid is not None:
+        record["selection"] = grid[kappa]
+      records.append(record)
   return records
 
 
@@ -486,7 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       help=f"JSONL file to append to (default {DEFAULT_RESULTS.relative_to(REPO)})")
   parser.add_argument("--no-figure", action="store_true", help="do not draw the figure")
   parser.add_argument("--restart", action="store_true",
-                      help="accepted for `optlab reproduce` and ignored: nothing to resume")
+                      help="discard the saved progress of a killed run "
+                      "(<results>.quadratic_rates.inprogress.jsonl) and start over, instead "
+                      "of resuming it")
   args = parser.parse_args(argv)
   check_output_paths(args.results)  # a clear error now, not after the run
   cfg = config.CONFIGS[args.mode or "quick"]
@@ -496,12 +527,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = cfg.replace(num_seeds=args.seeds, num_noisy_seeds=args.seeds)
 
   start = time.perf_counter()
-  records = run(cfg, args.results, seed=args.seed)
+  records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   print(table(records))
-  timings = [r["timing"] for r in records] + [r["selection"]["timing"] for r in records
-                                              if "selection" in r]
-  compile_s = sum({id(t): t["compile_s"] for t in timings}.values())
+  timings = {(r["variant"], r["method"]): r["timing"] for r in records}  # one per program
+  timings.update({(r["variant"], r["method"], "grid"): r["selection"]["timing"]
+                  for r in records if "selection" in r})
+  compile_s = sum(t["compile_s"] for t in timings.values())
   print(f"\n{len(records)} records appended to {args.results} "
         f"({cfg.name} mode, {elapsed:.1f} s, of which ~{compile_s:.1f} s compiling)")
   for r in records:
