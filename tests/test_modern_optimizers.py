@@ -107,6 +107,51 @@ def test_main_writes_records_and_figure(tiny_run):
   assert "Schedule-free AdamW" in table and "target" in table
 
 
+# Keys that time the machine, not the optimizers (redone on resume, differ run to run).
+TIMING_KEYS = ("run_id", "provenance", "timing", "compile_s", "interval_seconds", "step_ms",
+               "step_ms_samples", "relative_step_cost", "seconds_to_target")
+
+
+def test_a_killed_run_resumes_from_its_saved_runs(tiny_run, tmp_path, monkeypatch, capsys):
+  """A run that dies in its second training run keeps the first (saved at once); run again,
+  it reads that one back, trains only the others, and ends with the records of the
+  uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
+  real, calls = RUN.Trainer.run, []
+
+  def dies_in_the_second(self, learning_rate, seed, adamw_learning_rate=None):
+    calls.append((self.name, learning_rate, seed))
+    if len(calls) == 2:
+      raise RuntimeError("killed")
+    return real(self, learning_rate, seed, adamw_learning_rate)
+
+  monkeypatch.setattr(RUN.Trainer, "run", dies_in_the_second)
+  monkeypatch.setitem(RUN.LOADERS, "fashion_cnn", _tiny_digits)
+  path = tmp_path / "results.jsonl"
+  with pytest.raises(RuntimeError, match="killed"):
+    RUN.run(TINY, path, seed=3)
+  assert not path.exists()  # nothing reached the results file
+  side = path.with_name(f"{path.name}.modern_optimizers.inprogress.jsonl")
+  assert side.exists()
+  RUN.run(TINY, path, seed=3)
+  assert not side.exists()
+  want = results.read_records(tiny_run[0])
+  lr = {r["optimizer"]: r["learning_rate"] for r in want if r["kind"] == "optimizer"}
+  # AdamW at 3e-3 on seed 3 was read back, not run again; the rest ran once each.
+  assert calls == [("adamw", 3e-3, 3), ("adamw", 1e-2, 3),
+                   ("adamw", 1e-2, 3), ("adamw", lr["adamw"], 4),
+                   (SF, 1e-2, 3), (SF, 3e-2, 3), (SF, lr[SF], 4)]
+  out = capsys.readouterr().out
+  assert "resuming run" in out and "(1 unit already done" in out
+  assert out.rstrip().endswith(": fashion_cnn/adamw/lr=0.003/seed=3)")
+
+  def science(r):
+    return {k: v for k, v in r.items() if k not in TIMING_KEYS}
+
+  got = results.read_records(path)
+  assert len({r["run_id"] for r in got}) == 1
+  assert [science(r) for r in got] == [science(r) for r in want]
+
+
 def test_schedule_multiplies_the_whole_update_and_rates_are_injected():
   params = {"w": jnp.array([1.0, -2.0]), "b": jnp.array(0.5)}
   grads = {"w": jnp.array([0.3, -0.1]), "b": jnp.array(0.2)}

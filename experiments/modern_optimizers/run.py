@@ -22,7 +22,11 @@ never at the y it trains. The README says why ``optlab.tune.sweep`` is not used.
 
 Usage:
   python experiments/modern_optimizers/run.py [--quick | --full] [--seeds N]
-      [--results PATH] [--figure PNG | --no-figure] [--step-cost-only]
+      [--results PATH] [--figure PNG | --no-figure] [--restart] [--step-cost-only]
+
+Each training run (workload, optimizer, learning rate, seed) is saved as soon as it is
+done: a killed run, started again with the same arguments, resumes where it stopped,
+redoing at most one run and the step timing (--restart discards it instead).
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import pathlib
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import Any, NamedTuple
@@ -64,6 +67,7 @@ from optlab.metrics.losses import integer_label_cross_entropy  # noqa: E402
 from optlab.optim.adam_mini import blocks_by_path  # noqa: E402
 from optlab.optim.muon import matrix_mask  # noqa: E402
 from optlab.studies import config_from_args, draw_figure, load_module, study_parser  # noqa: E402
+from optlab.study_progress import Progress  # noqa: E402
 from optlab.tune import targets  # noqa: E402
 
 STUDY = "modern_optimizers"
@@ -513,11 +517,15 @@ class Trained(NamedTuple):
 
 
 def train_workload(w: Workload, cfg, seeds: Sequence[int], builds: dict[str, futures.Future],
-                   gradient: futures.Future, evaluator: futures.Future) -> Trained:
+                   gradient: futures.Future, evaluator: futures.Future,
+                   progress: Progress) -> Trained:
   """Tunes each optimizer on the first seed, then runs every seed at the chosen rate.
 
   `builds` are the optimizers' `Trainer`s, being built (compiled) in other threads; each
-  is trained as soon as it is ready, AdamW first (Muon's AdamW takes its rate).
+  is trained as soon as it is ready, AdamW first (Muon's AdamW takes its rate). Each run
+  is a unit of `progress` (``<workload>/<optimizer>/lr=<rate>/seed=<seed>``): saved when
+  done, read back on resume. A run depends only on its rate and seed (and Muon's on
+  AdamW's chosen rate, itself computed from AdamW's units), not on the runs before it.
   """
   start = time.perf_counter()
   trainers: dict[str, Trainer] = {}
@@ -528,14 +536,18 @@ def train_workload(w: Workload, cfg, seeds: Sequence[int], builds: dict[str, fut
     t = trainers[name] = builds[name].result()
     t.gradient, t.evaluator = gradient.result(), evaluator.result()
     adamw_lr = chosen.get(BASELINE)
+
+    def one_run(lr: float, seed: int, t=t, name=name, adamw_lr=adamw_lr) -> dict[str, Any]:
+      return progress.unit(f"{w.name}/{name}/lr={lr:g}/seed={seed}", t.run, lr, seed, adamw_lr)
+
     grid = list(cfg.learning_rates[name])
-    tuned = [t.run(lr, seeds[0], adamw_lr) for lr in grid]
+    tuned = [one_run(lr, seeds[0]) for lr in grid]
     scores = [r["val_loss"][-1] if np.isfinite(r["val_loss"][-1]) else math.inf for r in tuned]
     best = int(np.argmin(scores))
     chosen[name] = grid[best]
     tuning[name] = {"grid": grid, "seed": seeds[0], "final_val_loss": scores,
                     "learning_rate": chosen[name], "at_grid_edge": best in (0, len(grid) - 1)}
-    runs[name] = [tuned[best]] + [t.run(chosen[name], s, adamw_lr) for s in seeds[1:]]
+    runs[name] = [tuned[best]] + [one_run(chosen[name], s) for s in seeds[1:]]
   return Trained(w, trainers, runs, tuning, chosen, time.perf_counter() - start)
 
 
@@ -602,12 +614,16 @@ def load_workloads(cfg) -> dict[str, Workload]:
   return loaded
 
 
-def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
+def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0,
+        restart: bool = False) -> list[dict]:
   """Runs every available workload of `cfg`; appends the records to `results_path`.
 
   Every program (one per optimizer and workload, one evaluator per workload) is built
   by a pool of `compile_threads` threads, in the order they are trained; the main
-  thread trains each optimizer as soon as its program is ready.
+  thread trains each optimizer as soon as its program is ready. Each training run is
+  saved as soon as it is done (optlab.study_progress): a killed run started again with
+  the same config and seed goes on from there, with the same run_id, and redoes only
+  the missing runs and the step timing (`restart` discards it instead).
   """
   unknown = [w for w in cfg.workloads if w not in LOADERS]
   if unknown:
@@ -622,7 +638,8 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
     raise ValueError(f"run: num_seeds must be ≥ 1, got {cfg.num_seeds}")
   for name in cfg.optimizers:
     optim.info(name)  # raises for a name the registry does not know
-  common = {"study": STUDY, "run_id": uuid.uuid4().hex[:12], "mode": cfg.name, "config": cfg,
+  progress = Progress.open(results_path, STUDY, cfg, seed, restart=restart)
+  common = {"study": STUDY, "run_id": progress.run_id, "mode": cfg.name, "config": cfg,
             "provenance": results.provenance()}
   seeds = list(range(seed, seed + cfg.num_seeds))
   loaded = load_workloads(cfg)
@@ -632,11 +649,11 @@ def run(cfg, results_path: pathlib.Path | None, *, seed: int = 0) -> list[dict]:
       shapes = nnx.to_pure_dict(train.split_model(w.make_model(0))[2])
       jobs[name] = (pool.submit(Gradient, w), pool.submit(Evaluator, w),
                     {n: pool.submit(Trainer, w, n, cfg, shapes) for n in cfg.optimizers})
-    trained = [train_workload(w, cfg, seeds, jobs[name][2], jobs[name][0], jobs[name][1])
+    trained = [train_workload(w, cfg, seeds, jobs[name][2], jobs[name][0], jobs[name][1],
+                              progress)
                for name, w in loaded.items()]
   records = [r for t in trained for r in workload_records(t, cfg, common)]
-  if results_path is not None and records:
-    results.append_records(results_path, records)
+  progress.finish(records)
   return records
 
 
@@ -688,7 +705,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       print(targets.format_table(step_costs(cfg)))
       print(f"\n({cfg.name} mode, {time.perf_counter() - start:.1f} s)")
       return 0
-    records = run(cfg, args.results, seed=args.seed)
+    records = run(cfg, args.results, seed=args.seed, restart=args.restart)
   elapsed = time.perf_counter() - start
   if not records:
     print("no workload could be run")
