@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from optlab.train.steps import (
+from optlab.train.update_stats import (
     EFFECTIVE_LR,
     UPDATE_RATIO,
     update_statistic_names,
