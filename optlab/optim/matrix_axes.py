@@ -84,11 +84,6 @@ def _matrix_view(shape: Sequence[int], axes: MatrixAxes) -> tuple[Any, int, int]
                    f"{axes!r} of type {type(axes).__name__}")
 
 
-def _path_names(path: Sequence[Any]) -> list[str]:
-  """The names along a tree path: dict keys, attribute names, sequence indices."""
-  return [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
-
-
 def _is_spec_leaf(x: Any) -> bool:
   return x is None or isinstance(x, (MuonDimensionNumbers, _MaskedNode))
 
@@ -179,10 +174,12 @@ def flax_attention_matrix_axes(params: optax.Params) -> Any:
         "without listing matrix_axes in static_args? Then it is taken for a schedule."
     )
 
+  from optlab.train.paths import path_string  # here: optlab.train imports optlab.optim
+
   def spec(path, x):
     if np.ndim(x) != 3:
       return None
-    names = _path_names(path)
+    names = path_string(path).split("/")
     hit = any(a in FLAX_QKV and b == "kernel" for a, b in itertools.pairwise(names))
     return 1 if hit else None
 
