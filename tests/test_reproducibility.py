@@ -47,6 +47,20 @@ FAMILIES = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _each_run_compiles_its_own_programs():
+  """The test processes' compilation cache (conftest.py) stores nothing in this module.
+
+  So the second run of a pair is compiled again, as it is in a fresh process without
+  a cache: the bit-for-bit checks cover the compilation too, not one binary run twice.
+  """
+  name = "jax_persistent_cache_min_compile_time_secs"
+  before = getattr(jax.config, name)
+  jax.config.update(name, float("inf"))
+  yield
+  jax.config.update(name, before)
+
+
 def _params(model: nnx.Module) -> list[np.ndarray]:
   return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.state(model, nnx.Param))]
 
