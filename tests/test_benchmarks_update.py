@@ -6,6 +6,7 @@ process, since the flag must be set before JAX starts its backend).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -97,6 +98,7 @@ _CHILD = textwrap.dedent("""
 """)
 
 
+@functools.cache  # one child process per setting for the whole module, not one per test
 def _child(fusion: bool) -> dict:
   """Runs _CHILD in a fresh process with optlab's default fusion on or off."""
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
