@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _resume import die_at_call
 
 from optlab import results
 from optlab.studies import load_module  # the way `optlab reproduce` loads a study
@@ -177,15 +178,7 @@ def test_a_killed_run_resumes_from_its_saved_sweeps(tiny_run, tmp_path, monkeypa
   """A run that dies in its second (dataset, method) sweep keeps the first (saved at once);
   run again, it reads that one back, computes only the other, and ends with the records of
   the uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
-  real, calls = RUN.method_outcome, []
-
-  def dies_in_the_second(cfg, method, *args, **kwargs):
-    calls.append(method)
-    if len(calls) == 2:
-      raise RuntimeError("killed")
-    return real(cfg, method, *args, **kwargs)
-
-  monkeypatch.setattr(RUN, "method_outcome", dies_in_the_second)
+  calls = die_at_call(monkeypatch, RUN, "method_outcome", 2, lambda cfg, method, *a, **k: method)
   path = tmp_path / "results.jsonl"
   cfg = TINY.replace(num_seeds=2)  # what tiny_run's `--seeds 2 --seed 3` ran
   with pytest.raises(RuntimeError, match="killed"):

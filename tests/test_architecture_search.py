@@ -9,6 +9,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from _resume import die_at_call
 
 from optlab import results
 from optlab.studies import load_module  # the way `optlab reproduce` loads a study
@@ -98,20 +99,15 @@ def test_a_killed_run_resumes_from_its_saved_table_and_searches(tiny_run, tmp_pa
   searches (saved at once); run again, it neither re-trains the table nor re-runs those
   searches, and ends with the records of the uninterrupted run (`tiny_run`: the same
   config and seeds) bit for bit."""
-  real_searches, calls = RUN.method_searches, []
+  calls = []
 
   def counted_tabulate(*args):
     calls.append("table")
     return _tabulate_once(*args)  # tiny_run's table (trained once per config)
 
-  def dies_in_the_second(cfg, table, space, method, seeds):
-    calls.append(method)
-    if calls.count("bayesian") == 1:
-      raise RuntimeError("killed")
-    return real_searches(cfg, table, space, method, seeds)
-
   monkeypatch.setattr(RUN, "tabulate", counted_tabulate)
-  monkeypatch.setattr(RUN, "method_searches", dies_in_the_second)
+  die_at_call(monkeypatch, RUN, "method_searches", 2, lambda cfg, table, space, method, seeds:
+              method, calls=calls)
   path, cfg = tmp_path / "results.jsonl", TINY.replace(num_seeds=3)
   with pytest.raises(RuntimeError, match="killed"):
     RUN.run(cfg, path)

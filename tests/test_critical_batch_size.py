@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _resume import die_at_call
 
 from optlab import results
 from optlab.studies import load_module  # the way `optlab reproduce` loads a study
@@ -72,15 +73,7 @@ def test_a_killed_run_resumes_from_its_saved_batch_sizes(tiny_run, tmp_path, mon
   """A run that dies in its second batch size keeps the first (saved at once); run again,
   it reads that one back, computes only the others, and ends with the record of the
   uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
-  real, calls = RUN.batch_size_unit, []
-
-  def dies_in_the_second(cfg, workload, compiled, args, batch_size, *rest):
-    calls.append(batch_size)
-    if len(calls) == 2:
-      raise RuntimeError("killed")
-    return real(cfg, workload, compiled, args, batch_size, *rest)
-
-  monkeypatch.setattr(RUN, "batch_size_unit", dies_in_the_second)
+  calls = die_at_call(monkeypatch, RUN, "batch_size_unit", 2, lambda *args: args[4])
   # One program and one data set for both processes stood in for here (compiled once).
   monkeypatch.setattr(RUN, "make_sgd", functools.cache(RUN.make_sgd))
   monkeypatch.setattr(RUN, "load_workload", functools.cache(RUN.load_workload))

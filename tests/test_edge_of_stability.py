@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _resume import die_at_call
 from flax import nnx
 
 from optlab import models, results
@@ -66,15 +67,7 @@ def test_a_killed_run_resumes_from_its_saved_runs(tiny_run, tmp_path, monkeypatc
   """A run that dies in its second (seed, η) run keeps the first (saved at once); run
   again, it reads that one back, computes only the other, and ends with the record of the
   uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
-  real, calls = RUN.gd_run, []
-
-  def dies_in_the_second(*args):
-    calls.append(args[2])  # η
-    if len(calls) == 2:
-      raise RuntimeError("killed")
-    return real(*args)
-
-  monkeypatch.setattr(RUN, "gd_run", dies_in_the_second)
+  calls = die_at_call(monkeypatch, RUN, "gd_run", 2, lambda *args: args[2])  # η
   # One program and one data set for both processes stood in for here (compiled once).
   monkeypatch.setattr(RUN, "make_gd", functools.cache(RUN.make_gd))
   monkeypatch.setattr(RUN, "load_workload", functools.cache(RUN.load_workload))

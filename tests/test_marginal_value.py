@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _resume import die_at_call
 
 from optlab import problems
 from optlab.studies import load_module  # the way `optlab reproduce` loads a study
@@ -138,15 +139,7 @@ def test_a_killed_run_resumes_from_its_saved_variants(study, tmp_path, monkeypat
   those two variants (a variant does not depend on which others ran), bit for bit."""
   from optlab import results
 
-  real, calls = RUN.variant_records, []
-
-  def dies_in_the_second(cfg, variant, *args):
-    calls.append(variant.label)
-    if len(calls) == 2:
-      raise RuntimeError("killed")
-    return real(cfg, variant, *args)
-
-  monkeypatch.setattr(RUN, "variant_records", dies_in_the_second)
+  calls = die_at_call(monkeypatch, RUN, "variant_records", 2, lambda cfg, v, *a: v.label)
   cfg, path = TINY.replace(variants=TINY.variants[:2]), tmp_path / "results.jsonl"
   with pytest.raises(RuntimeError, match="killed"):
     RUN.run(cfg, path)

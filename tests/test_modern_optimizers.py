@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _resume import die_at_call
 from flax import nnx
 
 from optlab import data, models, optim, results
@@ -116,15 +117,8 @@ def test_a_killed_run_resumes_from_its_saved_runs(tiny_run, tmp_path, monkeypatc
   """A run that dies in its second training run keeps the first (saved at once); run again,
   it reads that one back, trains only the others, and ends with the records of the
   uninterrupted run (`tiny_run`: the same config and seed) bit for bit."""
-  real, calls = RUN.Trainer.run, []
-
-  def dies_in_the_second(self, learning_rate, seed, adamw_learning_rate=None):
-    calls.append((self.name, learning_rate, seed))
-    if len(calls) == 2:
-      raise RuntimeError("killed")
-    return real(self, learning_rate, seed, adamw_learning_rate)
-
-  monkeypatch.setattr(RUN.Trainer, "run", dies_in_the_second)
+  calls = die_at_call(monkeypatch, RUN.Trainer, "run", 2,
+                      lambda self, learning_rate, seed, *a: (self.name, learning_rate, seed))
   monkeypatch.setitem(RUN.LOADERS, "fashion_cnn", _tiny_digits)
   path = tmp_path / "results.jsonl"
   with pytest.raises(RuntimeError, match="killed"):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _resume import die_at_call
 
 from optlab import optim, problems
 from optlab.studies import load_module  # the way `optlab reproduce` loads a study
@@ -204,15 +205,8 @@ def test_a_killed_run_resumes_from_its_saved_units(tmp_path, monkeypatch, capsys
   uninterrupted run, bit for bit."""
   from optlab import results
 
-  real, calls = RUN.method_records, []
-
-  def dies_in_the_second(cfg, method, *args):
-    calls.append(method)
-    if len(calls) == 4:  # the reference run's two, then the second of the killed run
-      raise RuntimeError("killed")
-    return real(cfg, method, *args)
-
-  monkeypatch.setattr(RUN, "method_records", dies_in_the_second)
+  # The reference run's two calls, then the second of the killed run.
+  calls = die_at_call(monkeypatch, RUN, "method_records", 4, lambda cfg, method, *a: method)
   kwargs = {"methods": ("gd", "adam"), "variants": ("deterministic",), "seed": 1}
   reference = tmp_path / "reference.jsonl"
   RUN.run(TINY, reference, **kwargs)

@@ -175,12 +175,17 @@ def _trial(study, state, params, attrs):
                                             system_attrs=attrs))
 
 
-def test_a_configuration_that_times_out_again_is_given_up(tmp_path):
+def _study_with_one_trial(tmp_path):
+  """A journal-file study that `search` ran one random trial of, and the kwargs to go on."""
   storage = str(tmp_path / "study.log")
   kwargs = {"strategy": "random", "storage": storage, "study_name": "hung"}
   search(lambda c, t: _value(c), SPACE, n_trials=1, **kwargs)
   journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
-  study = optuna.load_study(study_name="hung", storage=journal)
+  return optuna.load_study(study_name="hung", storage=journal), kwargs
+
+
+def test_a_configuration_that_times_out_again_is_given_up(tmp_path):
+  study, kwargs = _study_with_one_trial(tmp_path)
   params, now, state = {"x": 0.25, "lr": 0.01}, time.time(), optuna.trial.TrialState
   _trial(study, state.FAIL, params, {"optlab_abandoned": "it exceeded trial_timeout of 1 s",
                                      "optlab_timed_out": 1.0})
@@ -199,11 +204,7 @@ def test_a_configuration_that_times_out_again_is_given_up(tmp_path):
 
 
 def test_a_running_trial_before_its_deadline_is_left_alone(tmp_path):
-  storage = str(tmp_path / "study.log")
-  kwargs = {"strategy": "random", "storage": storage, "study_name": "hung"}
-  search(lambda c, t: _value(c), SPACE, n_trials=1, **kwargs)
-  journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
-  study = optuna.load_study(study_name="hung", storage=journal)
+  study, kwargs = _study_with_one_trial(tmp_path)
   now = time.time()
   elsewhere = {**_workers.identity(), "host": "elsewhere", "since": now, "trial_timeout": 60.0,
                "deadline": now + 60.0}
